@@ -1,0 +1,412 @@
+"""Whisper transcription through faster-whisper, batched across clips.
+
+faster-whisper's ``BatchedInferencePipeline`` batches the 30 s chunks of *one* file, so a corpus of
+short clips gets no speed-up from it. Here clips of up to 30 s are batched with each other: each
+clip's log-mel features are padded to Whisper's 30 s window and stacked, then one CTranslate2
+``encode``, at most one ``detect_language`` and one ``generate`` serve the whole batch. Longer
+clips go one at a time through faster-whisper's own long-form decoding, fallbacks included.
+
+Only model code lives here: no Ray, no columns, no object storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import ctranslate2
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import (
+    TranscriptionOptions,
+    get_compression_ratio,
+    get_suppressed_tokens,
+)
+
+from .errors import ErrorCode, ModelLoadError, RowError
+
+__all__ = ["Transcript", "WhisperTranscriber", "is_hallucination"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What Whisper heard in one clip.
+
+    For clips over 30 s the scores summarise the 30 s windows faster-whisper decoded: the lowest
+    ``no_speech_prob`` (the clip holds speech if any window does), the token-weighted
+    ``avg_logprob`` and the highest ``compression_ratio``.
+    """
+
+    text: str
+    """Transcript; "" when nothing was said or the hallucination guard dropped it."""
+    language: str
+    """Language code used for decoding, forced or detected, e.g. "en"."""
+    language_probability: float | None
+    """Probability of the detected language; None when the language was forced."""
+    no_speech_prob: float
+    """Whisper's probability that the window holds no speech."""
+    avg_logprob: float
+    """Average log-probability of the decoded tokens, as faster-whisper computes it."""
+    compression_ratio: float
+    """gzip compression ratio of the text; high values mean repetitive output."""
+    suppressed: bool
+    """True when the hallucination guard dropped text (for long clips: in at least one window)."""
+
+
+def is_hallucination(
+    no_speech_prob: float,
+    avg_logprob: float,
+    compression_ratio: float,
+    *,
+    no_speech_threshold: float,
+    log_prob_threshold: float,
+    compression_ratio_threshold: float,
+) -> bool:
+    """Whether a decoded window's text should be dropped rather than trusted.
+
+    Whisper invents fluent text on silence and noise. The first clause is faster-whisper's own
+    per-segment skip: the model thinks nothing was said *and* is unsure of what it wrote (a high
+    no-speech probability alone is not enough: confident text survives it). The second catches
+    repetition loops, which faster-whisper retries at higher temperatures but keeps anyway when
+    every retry loops too.
+    """
+    silent = no_speech_prob > no_speech_threshold and avg_logprob < log_prob_threshold
+    return silent or compression_ratio > compression_ratio_threshold
+
+
+class _Scored(Protocol):
+    """Anything scored like a decoded window: ours, or a faster-whisper Segment."""
+
+    no_speech_prob: float
+    avg_logprob: float
+    compression_ratio: float
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One decoded 30 s window, scored the way faster-whisper scores it."""
+
+    text: str
+    no_speech_prob: float
+    avg_logprob: float
+    compression_ratio: float
+    n_tokens: int
+
+
+class WhisperTranscriber:
+    """A faster-whisper model loaded once, transcribing batches of mono 16 kHz clips.
+
+    Not safe for concurrent calls from several threads: give each worker its own transcriber.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        device: str = "cpu",
+        compute_type: str = "default",
+        batch_size: int = 8,
+        beam_size: int = 5,
+        cpu_threads: int = 0,
+        no_speech_threshold: float = 0.6,
+        log_prob_threshold: float = -1.0,
+        compression_ratio_threshold: float = 2.4,
+    ) -> None:
+        _require(batch_size >= 1, "batch_size", batch_size, ">= 1")
+        _require(beam_size >= 1, "beam_size", beam_size, ">= 1")
+        _require(cpu_threads >= 0, "cpu_threads", cpu_threads, ">= 0")
+        self.batch_size = batch_size
+        self.beam_size = beam_size
+        self.no_speech_threshold = no_speech_threshold
+        self.log_prob_threshold = log_prob_threshold
+        self.compression_ratio_threshold = compression_ratio_threshold
+        self._model = _load_model(model_dir, device, compute_type, cpu_threads)
+        self._tokenizers: dict[str, Tokenizer] = {}
+        # [-1] is faster-whisper's default: its non-speech symbols plus the special tokens.
+        self._suppress_tokens = list(get_suppressed_tokens(self._tokenizer("en"), [-1]))
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Language codes this model can be forced to; any other is a per-row error."""
+        return tuple(self._model.supported_languages)
+
+    def transcribe(
+        self, waveforms: Sequence[np.ndarray], languages: Sequence[str | None]
+    ) -> list[Transcript]:
+        """Transcribe float mono 16 kHz clips: one result per clip, in input order.
+
+        ``languages[i]`` forces clip ``i``'s language, or is None to detect it. Raises
+        :class:`RowError` (``transcription_failed``) before any decoding when a clip asks for a
+        language the model does not know, and ``ValueError`` for empty, non-mono or non-float
+        arrays, which callers filter out beforehand.
+        """
+        _check_inputs(waveforms, languages, self.languages)
+        window = self._model.feature_extractor.n_samples
+        results: dict[int, Transcript] = {}
+        short = [i for i, wave in enumerate(waveforms) if len(wave) <= window]
+        # Input order is kept: every clip is padded to the same 30 s window, so sorting by length
+        # would not shrink the encoder's work, and CTranslate2 drops finished rows from its
+        # decoding batch, so mixed output lengths cost little.
+        for start in range(0, len(short), self.batch_size):
+            batch = short[start : start + self.batch_size]
+            transcripts = self._transcribe_short(
+                [waveforms[i] for i in batch], [languages[i] for i in batch]
+            )
+            results.update(zip(batch, transcripts, strict=True))
+        for i, wave in enumerate(waveforms):
+            if len(wave) > window:
+                results[i] = self._transcribe_long(wave, languages[i])
+        return [results[i] for i in range(len(waveforms))]
+
+    def _transcribe_short(
+        self, waveforms: Sequence[np.ndarray], languages: Sequence[str | None]
+    ) -> list[Transcript]:
+        extract = self._model.feature_extractor
+        # faster-whisper drops the extractor's last frame (it comes from the padding the
+        # extractor appends) before padding to 30 s; doing the same keeps features identical.
+        features = np.stack([pad_or_trim(extract(wave)[:, :-1]) for wave in waveforms])
+        encoded = self._model.encode(features)
+        detected = self._detect_languages(encoded, languages)
+        resolved = [forced or detected[i][0] for i, forced in enumerate(languages)]
+        windows = self._generate(encoded, resolved)
+        return [
+            self._transcript(
+                [window],
+                text="" if self._drops(window) else window.text,
+                language=language,
+                language_probability=None if forced else detected[i][1],
+            )
+            for i, (window, language, forced) in enumerate(
+                zip(windows, resolved, languages, strict=True)
+            )
+        ]
+
+    def _detect_languages(
+        self, encoded: ctranslate2.StorageView, languages: Sequence[str | None]
+    ) -> list[tuple[str, float]]:
+        """Top language and its probability per row; only rows with no forced language use them."""
+        if all(language is not None for language in languages):
+            return []
+        if not self._model.model.is_multilingual:
+            # English-only models have no language tokens; faster-whisper answers "en" too.
+            return [("en", 1.0)] * len(languages)
+        # The whole batch goes through detection even when only some rows need it: that is one
+        # decoder step, while slicing the encoder output would mean copying it off the device.
+        ranked = self._model.model.detect_language(encoded)
+        return [(row[0][0][2:-2], row[0][1]) for row in ranked]
+
+    def _generate(
+        self, encoded: ctranslate2.StorageView, languages: Sequence[str]
+    ) -> list[_Window]:
+        tokenizers = [self._tokenizer(language) for language in languages]
+        prompts = [
+            self._model.get_prompt(tokenizer, [], without_timestamps=True)
+            for tokenizer in tokenizers
+        ]
+        # faster-whisper's defaults for its first, temperature-0 try (generate_with_fallback).
+        results = self._model.model.generate(
+            encoded,
+            prompts,
+            beam_size=self.beam_size,
+            patience=1.0,
+            length_penalty=1.0,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            max_length=self._model.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress_tokens,
+        )
+        return [
+            _window(tokenizer, result.sequences_ids[0], result.scores[0], result.no_speech_prob)
+            for tokenizer, result in zip(tokenizers, results, strict=True)
+        ]
+
+    def _transcribe_long(self, waveform: np.ndarray, language: str | None) -> Transcript:
+        segments, info = self._model.transcribe(
+            waveform,
+            language=language,
+            task="transcribe",
+            beam_size=self.beam_size,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            no_speech_threshold=self.no_speech_threshold,
+            log_prob_threshold=self.log_prob_threshold,
+            compression_ratio_threshold=self.compression_ratio_threshold,
+        )
+        # segments is lazy: decoding happens while it is consumed, inside the recording.
+        with self._model.recording_windows() as windows:
+            # A segment carries its window's scores, so this is the per-window guard; windows
+            # faster-whisper already skipped as silent yield no segment at all.
+            kept = [segment.text.strip() for segment in segments if not self._drops(segment)]
+        return self._transcript(
+            windows,
+            text=" ".join(part for part in kept if part),
+            language=info.language,
+            language_probability=None if language else info.language_probability,
+        )
+
+    def _transcript(
+        self,
+        windows: Sequence[_Window],
+        *,
+        text: str,
+        language: str,
+        language_probability: float | None,
+    ) -> Transcript:
+        if not windows:
+            raise RuntimeError("faster-whisper decoded no window for a non-empty clip")
+        return Transcript(
+            text=text,
+            language=language,
+            language_probability=language_probability,
+            no_speech_prob=min(w.no_speech_prob for w in windows),
+            # Total log-probability over total tokens (each window also scores its end token).
+            avg_logprob=float(
+                np.average(
+                    [w.avg_logprob for w in windows], weights=[w.n_tokens + 1 for w in windows]
+                )
+            ),
+            compression_ratio=max(w.compression_ratio for w in windows),
+            suppressed=any(self._drops(window) for window in windows),
+        )
+
+    def _drops(self, window: _Scored) -> bool:
+        return is_hallucination(
+            window.no_speech_prob,
+            window.avg_logprob,
+            window.compression_ratio,
+            no_speech_threshold=self.no_speech_threshold,
+            log_prob_threshold=self.log_prob_threshold,
+            compression_ratio_threshold=self.compression_ratio_threshold,
+        )
+
+    def _tokenizer(self, language: str) -> Tokenizer:
+        if language not in self._tokenizers:
+            self._tokenizers[language] = Tokenizer(
+                self._model.hf_tokenizer,
+                self._model.model.is_multilingual,
+                task="transcribe",
+                language=language,
+            )
+        return self._tokenizers[language]
+
+
+class _WindowRecordingWhisperModel(WhisperModel):
+    """faster-whisper's model that also keeps the scores of every 30 s window it decodes.
+
+    Its long-form decoding skips silent windows without yielding anything, so their scores would
+    otherwise be lost, and a silent long clip would have none to report.
+    """
+
+    _windows: list[_Window] | None = None
+
+    @contextmanager
+    def recording_windows(self) -> Iterator[list[_Window]]:
+        self._windows = []
+        try:
+            yield self._windows
+        finally:
+            self._windows = None
+
+    def generate_with_fallback(
+        self,
+        encoder_output: ctranslate2.StorageView,
+        prompt: list[int],
+        tokenizer: Tokenizer,
+        options: TranscriptionOptions,
+    ) -> tuple[ctranslate2.models.WhisperGenerationResult, float, float, float]:
+        decoded = super().generate_with_fallback(encoder_output, prompt, tokenizer, options)
+        result, avg_logprob, _, compression_ratio = decoded
+        if self._windows is not None:
+            tokens = result.sequences_ids[0]
+            self._windows.append(
+                _Window(
+                    text=tokenizer.decode(tokens).strip(),
+                    no_speech_prob=result.no_speech_prob,
+                    avg_logprob=avg_logprob,
+                    compression_ratio=compression_ratio,
+                    n_tokens=len(tokens),
+                )
+            )
+        return decoded
+
+
+def _window(
+    tokenizer: Tokenizer, tokens: list[int], score: float, no_speech_prob: float
+) -> _Window:
+    """Score one generation result exactly as faster-whisper's ``generate_with_fallback`` does."""
+    # CTranslate2 returns the cumulative log-probability divided by the length (length_penalty
+    # 1); faster-whisper undoes that and averages over the tokens plus the end-of-text token.
+    seq_len = len(tokens)
+    avg_logprob = score * seq_len / (seq_len + 1)
+    text = tokenizer.decode(tokens).strip()
+    return _Window(
+        text=text,
+        no_speech_prob=no_speech_prob,
+        avg_logprob=avg_logprob,
+        compression_ratio=get_compression_ratio(text),
+        n_tokens=seq_len,
+    )
+
+
+def _check_inputs(
+    waveforms: Sequence[np.ndarray], languages: Sequence[str | None], supported: Sequence[str]
+) -> None:
+    if len(waveforms) != len(languages):
+        raise ValueError(f"{len(waveforms)} waveforms but {len(languages)} languages")
+    for i, wave in enumerate(waveforms):
+        if wave.ndim != 1 or not np.issubdtype(wave.dtype, np.floating):
+            raise ValueError(
+                f"waveform {i} is {wave.dtype} with shape {wave.shape}; expected mono float"
+            )
+        if wave.size == 0:
+            raise ValueError(f"waveform {i} is empty; filter zero-length clips before Whisper")
+    for i, language in enumerate(languages):
+        if language is not None and language not in supported:
+            raise RowError(
+                ErrorCode.TRANSCRIPTION_FAILED,
+                f"clip {i} asks for language {language!r}, which this Whisper model cannot "
+                "transcribe; use one of its language codes, or no language to detect it",
+            )
+
+
+def _require(ok: bool, name: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} is invalid; expected {expected}")
+
+
+def _load_model(
+    model_dir: str, device: str, compute_type: str, cpu_threads: int
+) -> _WindowRecordingWhisperModel:
+    # faster-whisper treats a missing folder as a hub name to download and a folder without
+    # tokenizer.json as a reason to fetch one: offline workers must fail here instead.
+    for required in ("model.bin", "tokenizer.json"):
+        if not os.path.isfile(os.path.join(model_dir, required)):
+            raise ModelLoadError(
+                f"Whisper model folder {model_dir!r} has no {required}; "
+                "expected a faster-whisper (CTranslate2) model folder"
+            )
+    if device == "auto":
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if compute_type in ("default", "auto"):
+        # "auto" means what the job configuration says (float16 on CUDA, int8 on CPU), not
+        # CTranslate2's "fastest type this device supports".
+        compute_type = "float16" if device == "cuda" else "int8"
+    try:
+        model = _WindowRecordingWhisperModel(
+            model_dir, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+        )
+    except (RuntimeError, ValueError, OSError) as error:
+        raise ModelLoadError(f"cannot load Whisper model {model_dir!r}: {error}") from error
+    logger.info("Loaded Whisper %s on %s (%s)", model_dir, device, compute_type)
+    return model

@@ -1,0 +1,171 @@
+"""``speech-emotion``: the command line, and the one place a :class:`JobConfig` is built.
+
+Known failures (bad manifest, bad setting, unreachable model) print one clear line and exit 2;
+a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from .config import (
+    MODES,
+    ConfigError,
+    DecodeConfig,
+    JobConfig,
+    ManifestConfig,
+    ModelConfig,
+    ResourceConfig,
+)
+from .errors import ManifestError, ModelLoadError
+
+__all__ = ["main", "build_parser", "job_config_from_args"]
+
+_KNOWN_FAILURES = (ConfigError, ManifestError, ModelLoadError)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode", choices=MODES, default="concat", help="fusion mode (default concat)"
+    )
+    parser.add_argument(
+        "--language", default="en", help="en, es, ... or auto to detect (default en)"
+    )
+    parser.add_argument("--emotion-model", help="hub id, folder or s3:// URI of the checkpoint")
+    parser.add_argument("--text-encoder", help="text encoder for fusion modes (default: BERT)")
+    parser.add_argument("--whisper-model", default="large-v3-turbo", help="faster-whisper model")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
+    parser.add_argument("--whisper-compute-type", default="auto", help="CTranslate2 compute type")
+    parser.add_argument("--beam-size", type=int, default=5, help="Whisper beam size")
+    parser.add_argument("--model-cache-dir", help="local cache for models from object storage")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speech-emotion", description="Annotate speech with transcripts and emotions."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every batch")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    annotate = commands.add_parser("annotate", help="annotate a manifest of audio files on Ray")
+    annotate.add_argument("manifest", help="manifest file or folder (any fsspec URI)")
+    annotate.add_argument("output", help="output Parquet dataset folder (any fsspec URI)")
+    for column in ("audio", "id", "text", "language"):
+        annotate.add_argument(
+            f"--{column}-column", default=column, help=f"manifest column for {column}"
+        )
+    _add_model_options(annotate)
+    annotate.add_argument("--batch-size", type=int, default=16, help="clips per model batch")
+    annotate.add_argument(
+        "--decode-batch-size", type=int, default=16, help="clips per decode batch"
+    )
+    annotate.add_argument("--cpu-workers", type=int, default=2, help="max decode actors")
+    annotate.add_argument("--gpu-workers", type=int, default=1, help="max model actors")
+    annotate.add_argument(
+        "--num-gpus-per-worker", type=float, default=1.0, help="GPUs per model actor (0: CPU only)"
+    )
+    annotate.add_argument("--cpus-per-gpu-worker", type=float, default=1.0)
+    annotate.add_argument("--min-duration-s", type=float, default=0.1)
+    annotate.add_argument("--max-duration-s", type=float, default=1800.0)
+    annotate.add_argument("--ray-address", help="Ray cluster to join (default: start a local Ray)")
+    annotate.add_argument("--run-id", help="identifier recorded in every row (default: time-based)")
+
+    predict = commands.add_parser("predict", help="classify one file (models cached per process)")
+    predict.add_argument("file", help="audio file (any fsspec URI)")
+    predict.add_argument("--text", help="transcript; when absent, Whisper transcribes")
+    _add_model_options(predict)
+    return parser
+
+
+def job_config_from_args(args: argparse.Namespace) -> JobConfig:
+    extra = {"run_id": args.run_id} if args.run_id else {}
+    return JobConfig(
+        manifest=ManifestConfig(
+            uri=args.manifest,
+            audio_column=args.audio_column,
+            id_column=args.id_column,
+            text_column=args.text_column,
+            language_column=args.language_column,
+        ),
+        output=args.output,
+        decode=DecodeConfig(min_duration_s=args.min_duration_s, max_duration_s=args.max_duration_s),
+        models=_model_config(args),
+        resources=ResourceConfig(
+            batch_size=args.batch_size,
+            decode_batch_size=args.decode_batch_size,
+            cpu_workers=args.cpu_workers,
+            gpu_workers=args.gpu_workers,
+            num_gpus_per_worker=args.num_gpus_per_worker,
+            cpus_per_gpu_worker=args.cpus_per_gpu_worker,
+            ray_address=args.ray_address,
+        ),
+        **extra,
+    )
+
+
+def _model_config(args: argparse.Namespace) -> ModelConfig:
+    return ModelConfig(
+        mode=args.mode,
+        language=args.language,
+        emotion_model=args.emotion_model,
+        text_encoder=args.text_encoder,
+        whisper_model=args.whisper_model,
+        device=args.device,
+        precision=args.precision,
+        whisper_compute_type=args.whisper_compute_type,
+        beam_size=args.beam_size,
+        cache_dir=args.model_cache_dir,
+    )
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from .pipeline import run
+
+    summary = run(job_config_from_args(args))
+    print(summary)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .predict import Predictor
+
+    predictor = Predictor(_model_config(args))
+    print(json.dumps(predictor.predict(args.file, args.text), indent=2))
+    return 0
+
+
+def _root_cause(exc: BaseException) -> BaseException | None:
+    """The known failure inside an exception Ray wrapped on its way to the driver."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, _KNOWN_FAILURES):
+            return exc
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler = _annotate if args.command == "annotate" else _predict
+    try:
+        return handler(args)
+    except Exception as exc:
+        known = _root_cause(exc)
+        if known is None:
+            raise
+        print(f"speech-emotion: error: {known}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

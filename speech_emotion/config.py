@@ -1,0 +1,220 @@
+"""One frozen configuration, built in one place (the command line) and passed down.
+
+Nothing below this module reads the environment or globals for settings. Object-storage
+credentials and endpoints are the exception by design: fsspec/s3fs and pyarrow read them from the
+standard environment and config files, so they never pass through flags, logs or output rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+
+__all__ = [
+    "MODES",
+    "FUSION_MODES",
+    "DEFAULT_EMOTION_MODELS",
+    "DEFAULT_TEXT_ENCODERS",
+    "DEFAULT_WHISPER_MODEL",
+    "ManifestConfig",
+    "DecodeConfig",
+    "ModelConfig",
+    "ResourceConfig",
+    "JobConfig",
+    "ConfigError",
+    "new_run_id",
+]
+
+MODES = ("concat", "audio", "mean", "multihead", "text")
+FUSION_MODES = ("concat", "mean", "multihead")
+
+# The published checkpoints (emotion-model.md); Spanish where the job language is Spanish.
+DEFAULT_EMOTION_MODELS = {
+    "en": {
+        "concat": "UMUTeam/w2v-bert-beto-concat-emotion-en",
+        "audio": "UMUTeam/w2v-bert-emotion-en",
+        "mean": "UMUTeam/w2v-bert-beto-mean-emotion-en",
+        "multihead": "UMUTeam/w2v-bert-beto-multihead-emotion-en",
+        "text": "UMUTeam/roberta-emotion-en",
+    },
+    "es": {
+        "concat": "UMUTeam/w2v-bert-beto-concat-emotion-es",
+        "audio": "UMUTeam/w2v-bert-emotion-es",
+        "mean": "UMUTeam/w2v-bert-beto-mean-emotion-es",
+        "multihead": "UMUTeam/w2v-bert-beto-multihead-emotion-es",
+        "text": "UMUTeam/MarIA-emotion-es",
+    },
+}
+# The toolkit's code (not its model card) uses stock BERT [CLS] features.
+DEFAULT_TEXT_ENCODERS = {
+    "en": "google-bert/bert-base-uncased",
+    "es": "dccuchile/bert-base-spanish-wwm-uncased",
+}
+DEFAULT_WHISPER_MODEL = "large-v3-turbo"
+
+# Wav2Vec2-BERT stacks pairs of 25 ms / 10 ms fbank frames: fewer than two frames (35 ms) breaks
+# the feature extractor, which the toolkit does not guard against.
+MODEL_MIN_DURATION_S = 0.035
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the setting and the bad value."""
+
+
+def _require(ok: bool, name: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is invalid: expected {expected}")
+
+
+@dataclass(frozen=True)
+class ManifestConfig:
+    """Where the manifest is and what its columns are called."""
+
+    uri: str
+    """A JSONL, CSV or Parquet file, or a folder/prefix of them, at any fsspec URI."""
+    audio_column: str = "audio"
+    """Column holding the audio URI or a path relative to the manifest file."""
+    id_column: str = "id"
+    """Optional column with a unique id; when absent, ids are hashes of the audio URI."""
+    text_column: str = "text"
+    """Optional column with a transcript; non-empty values skip Whisper."""
+    language_column: str = "language"
+    """Optional column with a per-row language code."""
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How audio is fetched and decoded (CPU stage)."""
+
+    min_duration_s: float = 0.1
+    """Shorter clips become `too_short` error rows (the model cannot take under 0.035 s)."""
+    max_duration_s: float = 1800.0
+    """Longer files become `too_long` error rows, found without decoding the whole file."""
+    fetch_threads: int = 8
+    """Concurrent object reads per decode actor; reads are latency-bound, not CPU-bound."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.min_duration_s >= MODEL_MIN_DURATION_S,
+            "min_duration_s",
+            self.min_duration_s,
+            f">= {MODEL_MIN_DURATION_S} (the shortest clip the emotion model can take)",
+        )
+        _require(
+            self.max_duration_s > self.min_duration_s,
+            "max_duration_s",
+            self.max_duration_s,
+            f"> min_duration_s ({self.min_duration_s})",
+        )
+        _require(self.fetch_threads >= 1, "fetch_threads", self.fetch_threads, ">= 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which models run, on what device, at what precision (model stage)."""
+
+    mode: str = "concat"
+    """Fusion mode: concat, audio, mean, multihead or text."""
+    language: str = "en"
+    """Job language (en, es, ... or auto to detect); a manifest row's language wins."""
+    emotion_model: str | None = None
+    """Hub id, local folder or object-storage URI; default: the published checkpoint for mode."""
+    text_encoder: str | None = None
+    """Frozen text encoder for fusion modes; default: the toolkit's BERT for the language."""
+    whisper_model: str = DEFAULT_WHISPER_MODEL
+    """faster-whisper size name, hub id, local folder or object-storage URI."""
+    device: str = "auto"
+    """auto (CUDA when the worker has a GPU), cpu or cuda."""
+    precision: str = "auto"
+    """Torch dtype: auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16."""
+    whisper_compute_type: str = "auto"
+    """CTranslate2 compute type: auto (float16 on CUDA, int8 on CPU) or any CTranslate2 type."""
+    beam_size: int = 5
+    """Whisper beam size (the toolkit's and faster-whisper's default)."""
+    cache_dir: str | None = None
+    """Local cache for models copied from object storage; default ~/.cache/speech_emotion."""
+
+    def __post_init__(self) -> None:
+        _require(self.mode in MODES, "mode", self.mode, f"one of {', '.join(MODES)}")
+        _require(bool(self.language), "language", self.language, "a language code or auto")
+        _require(self.device in ("auto", "cpu", "cuda"), "device", self.device, "auto, cpu, cuda")
+        _require(
+            self.precision in ("auto", "fp32", "fp16", "bf16"),
+            "precision",
+            self.precision,
+            "auto, fp32, fp16 or bf16",
+        )
+        _require(self.beam_size >= 1, "beam_size", self.beam_size, ">= 1")
+
+    @property
+    def model_language(self) -> str:
+        """Language whose published checkpoints are the defaults (English unless Spanish)."""
+        return "es" if self.language == "es" else "en"
+
+    @property
+    def emotion_model_source(self) -> str:
+        return self.emotion_model or DEFAULT_EMOTION_MODELS[self.model_language][self.mode]
+
+    @property
+    def text_encoder_source(self) -> str | None:
+        if self.mode not in FUSION_MODES:
+            return None
+        return self.text_encoder or DEFAULT_TEXT_ENCODERS[self.model_language]
+
+    @property
+    def needs_text(self) -> bool:
+        return self.mode != "audio"
+
+    @property
+    def needs_audio(self) -> bool:
+        return self.mode != "text"
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """How much of the cluster the job asks for."""
+
+    batch_size: int = 16
+    """Clips per model-stage batch."""
+    decode_batch_size: int = 16
+    """Clips per decode-stage batch; small, because decoded audio is ~230 MB per hour."""
+    cpu_workers: int = 2
+    """Maximum decode actors."""
+    gpu_workers: int = 1
+    """Maximum model actors."""
+    num_gpus_per_worker: float = 1.0
+    """GPUs per model actor; 0 for CPU-only runs."""
+    cpus_per_gpu_worker: float = 1.0
+    """CPUs per model actor (also its torch thread count on CPU-only runs)."""
+    ray_address: str | None = None
+    """Ray cluster to join; None starts a local Ray."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "decode_batch_size", "cpu_workers", "gpu_workers"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
+        _require(
+            self.num_gpus_per_worker >= 0, "num_gpus_per_worker", self.num_gpus_per_worker, ">= 0"
+        )
+        _require(
+            self.cpus_per_gpu_worker > 0, "cpus_per_gpu_worker", self.cpus_per_gpu_worker, "> 0"
+        )
+
+
+def new_run_id() -> str:
+    """Sortable and unique enough for concurrent runs: UTC time plus random hex."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything one annotation run needs."""
+
+    manifest: ManifestConfig
+    output: str
+    """Output Parquet dataset: a folder/prefix at any fsspec URI."""
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    models: ModelConfig = field(default_factory=ModelConfig)
+    resources: ResourceConfig = field(default_factory=ResourceConfig)
+    run_id: str = field(default_factory=new_run_id)

@@ -1,0 +1,415 @@
+"""The UMUTeam speech-emotion models: strict checkpoint loading and batched inference.
+
+Model code only: nothing here knows about Ray, columns or object storage. The forward pass
+reproduces the toolkit's one-clip-at-a-time probabilities for every clip, however clips are batched
+(see ``../shared/docs/emotion-model.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ModelLoadError
+
+__all__ = [
+    "EN_LABELS",
+    "ES_LABELS",
+    "FusionEmotionModel",
+    "load_fusion_model",
+    "TextEncoder",
+    "EmotionClassifier",
+]
+
+logger = logging.getLogger(__name__)
+
+# The toolkit forces these maps by label count; it does not trust id2label in the checkpoint.
+EN_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+ES_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness")
+
+# Exactly the toolkit's call. max_length counts 10 ms fbank frames: clips are cut at 160 s, after
+# the per-bin normalisation over the whole clip.
+FEATURE_EXTRACTOR_KWARGS = {
+    "sampling_rate": 16000,
+    "max_length": 16000,
+    "truncation": True,
+    "padding": True,
+    "pad_to_multiple_of": 2,
+    "return_attention_mask": True,
+    "return_tensors": "pt",
+}
+TEXT_MAX_TOKENS = 512
+# Present in some checkpoints, never used at inference.
+_OPTIONAL_KEYS = frozenset({"wav2vec2_bert.masked_spec_embed"})
+
+
+class ClassificationHead(nn.Module):
+    def __init__(self, dim: int, num_labels: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+        # Saved in every checkpoint but never applied in the toolkit's forward pass.
+        self.layernorm = nn.LayerNorm(dim)
+        self.out_proj = nn.Linear(dim, num_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(torch.tanh(self.dense(features)))
+
+
+class CrossModalHead(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.Wq, self.Wk, self.Wv = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.Wq_reverse = nn.Linear(dim, dim)
+        self.Wk_reverse = nn.Linear(dim, dim)
+        self.Wv_reverse = nn.Linear(dim, dim)
+        self.linear_out = nn.Linear(2 * dim, dim)
+
+    def forward(self, audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        # The toolkit's attention runs over the batch axis, so its output would depend on the other
+        # clips in a batch. It always ran one clip, where softmax over a single key is 1 and each
+        # head reduces to this; applying the reduction row by row reproduces it for any batch.
+        return self.linear_out(torch.cat([2 * self.Wv(audio), 2 * self.Wv_reverse(text)], dim=-1))
+
+
+class MultiHeadFusion(nn.Module):
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(CrossModalHead(dim) for _ in range(num_heads))
+        self.proj = nn.Linear(num_heads * dim, dim)
+
+    def forward(self, audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.cat([head(audio, text) for head in self.heads], dim=-1))
+
+
+class FusionEmotionModel(nn.Module):
+    """Wav2Vec2-BERT audio vector, optionally fused with a text vector, then the head."""
+
+    def __init__(
+        self,
+        config,
+        *,
+        mode: str,
+        projection_dim: int,
+        head_dim: int,
+        num_labels: int,
+        num_fusion_heads: int = 0,
+    ) -> None:
+        from transformers import Wav2Vec2BertModel
+
+        super().__init__()
+        self.mode = mode
+        self.use_weighted_layer_sum = bool(getattr(config, "use_weighted_layer_sum", False))
+        self.wav2vec2_bert = Wav2Vec2BertModel(config)
+        self.projector = nn.Linear(config.hidden_size, projection_dim)
+        if self.use_weighted_layer_sum:
+            num_layers = config.num_hidden_layers + 1
+            self.layer_weights = nn.Parameter(torch.ones(num_layers) / num_layers)
+        self.classifier = ClassificationHead(head_dim, num_labels)
+        if mode == "multihead":
+            self.mult_attn_model = MultiHeadFusion(projection_dim, num_fusion_heads)
+
+    def audio_vectors(
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Masked mean of the projected encoder states over valid frames: [batch, proj_dim]."""
+        outputs = self.wav2vec2_bert(
+            input_features,
+            attention_mask=attention_mask,
+            output_hidden_states=self.use_weighted_layer_sum,
+        )
+        if self.use_weighted_layer_sum:
+            stacked = torch.stack(outputs.hidden_states, dim=1)
+            weights = nn.functional.softmax(self.layer_weights, dim=-1).view(-1, 1, 1)
+            hidden = (stacked * weights).sum(dim=1)
+        else:
+            hidden = outputs.last_hidden_state
+        hidden = self.projector(hidden)
+        mask = self.wav2vec2_bert._get_feature_vector_attention_mask(
+            hidden.shape[1], attention_mask
+        )
+        hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
+        return hidden.sum(dim=1) / mask.sum(dim=1, keepdim=True).to(hidden.dtype)
+
+    def fuse(self, audio: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
+        if self.mode == "audio":
+            return audio
+        if text is None:
+            raise ValueError(f"mode {self.mode!r} needs text vectors")
+        if self.mode == "concat":
+            return torch.cat([audio, text], dim=-1)
+        if self.mode == "mean":
+            return (audio + text) / 2
+        return self.mult_attn_model(audio, text)
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor,
+        text_vectors: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [batch, num_labels]."""
+        audio = self.audio_vectors(input_features, attention_mask)
+        return self.classifier(self.fuse(audio, text_vectors))
+
+
+def _read_state_dict(folder: Path, source: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise ModelLoadError(f"emotion model {source!r}: no model.safetensors in {folder}")
+    state = load_file(str(weights))
+    override = folder / "model.bin"
+    if override.is_file():
+        # The toolkit lets an optional torch state dict override the safetensors weights.
+        logger.info("emotion model %s: model.bin overrides model.safetensors", source)
+        state.update(torch.load(override, map_location="cpu", weights_only=True))
+    return state
+
+
+def _shape(state: dict[str, torch.Tensor], key: str, source: str) -> torch.Size:
+    if key not in state:
+        raise ModelLoadError(
+            f"emotion model {source!r}: checkpoint has no {key!r}; it is not a UMUTeam "
+            "speech-emotion checkpoint"
+        )
+    return state[key].shape
+
+
+def _fusion_head_count(state: dict[str, torch.Tensor], projection_dim: int) -> int:
+    # From proj's width, not from the head keys present: a missing head must show up as missing
+    # keys, not as a smaller model.
+    proj = state.get("mult_attn_model.proj.weight")
+    return 0 if proj is None else proj.shape[1] // projection_dim
+
+
+def _check_mode(mode: str, projection_dim: int, head_dim: int, heads: int, source: str) -> None:
+    is_multihead = heads > 0
+    if (mode == "multihead") != is_multihead:
+        kind = "a multihead" if is_multihead else "not a multihead"
+        raise ModelLoadError(
+            f"emotion model {source!r} is {kind} checkpoint but the job asked for mode {mode!r}"
+        )
+    expected = projection_dim * 2 if mode == "concat" else projection_dim
+    if head_dim != expected:
+        raise ModelLoadError(
+            f"emotion model {source!r}: its head takes {head_dim}-d input, but mode {mode!r} "
+            f"gives {expected}-d vectors (concat checkpoints take twice the projection size); "
+            "check --mode against the checkpoint"
+        )
+
+
+def load_fusion_model(
+    folder: str | Path, mode: str, *, source: str | None = None
+) -> FusionEmotionModel:
+    """Build the model for ``mode`` and load a published-layout checkpoint into it, strictly.
+
+    ``config.json`` names an architecture transformers does not have, so the generic auto classes
+    would silently build a random head; here any missing or unexpected key is an error.
+    """
+    from transformers import Wav2Vec2BertConfig
+
+    folder = Path(folder)
+    source = source or str(folder)
+    try:
+        config = Wav2Vec2BertConfig.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"emotion model {source!r}: unreadable config.json ({exc})") from exc
+    state = _read_state_dict(folder, source)
+    projection_dim = _shape(state, "projector.weight", source)[0]
+    head_dim = _shape(state, "classifier.dense.weight", source)[0]
+    num_labels = _shape(state, "classifier.out_proj.weight", source)[0]
+    heads = _fusion_head_count(state, projection_dim)
+    _check_mode(mode, projection_dim, head_dim, heads, source)
+
+    model = FusionEmotionModel(
+        config,
+        mode=mode,
+        projection_dim=projection_dim,
+        head_dim=head_dim,
+        num_labels=num_labels,
+        num_fusion_heads=heads,
+    )
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(state) - _OPTIONAL_KEYS)
+    unexpected = sorted(set(state) - expected - _OPTIONAL_KEYS)
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"emotion model {source!r} does not match the {mode} architecture: "
+            f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
+            f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}. "
+            "Refusing to run with randomly initialised weights."
+        )
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    return model.eval()
+
+
+def labels_for(num_labels: int, config_id2label: dict | None = None) -> tuple[str, ...]:
+    """The toolkit's forced label maps, chosen by label count (7 English, 6 Spanish)."""
+    for labels in (EN_LABELS, ES_LABELS):
+        if num_labels == len(labels):
+            return labels
+    if config_id2label and len(config_id2label) == num_labels:
+        return tuple(config_id2label[i] for i in sorted(config_id2label, key=int))
+    raise ModelLoadError(f"a {num_labels}-label checkpoint matches neither label set")
+
+
+class TextEncoder:
+    """A frozen encoder's [CLS] vector of the last hidden state (no pooler), as the toolkit does."""
+
+    def __init__(self, folder: str | Path, *, device: str, dtype: torch.dtype, source: str) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            self.model = AutoModel.from_pretrained(folder, dtype=dtype).to(device).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"text encoder {source!r} could not be loaded: {exc}") from exc
+        self.device = device
+        self.dim = self.model.config.hidden_size
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        # Padded to the batch's longest text, not to 512: the mask keeps [CLS] unchanged.
+        tokens = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=TEXT_MAX_TOKENS,
+            return_tensors="pt",
+        ).to(self.device)
+        return self.model(**tokens).last_hidden_state[:, 0]
+
+
+class _TextOnlyModel:
+    """``mode="text"``: a plain sequence classifier whose labels come from its own config."""
+
+    def __init__(self, folder: str | Path, *, device: str, dtype: torch.dtype, source: str) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            self.model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"text emotion model {source!r} could not be loaded: {exc}"
+            ) from exc
+        self.model = self.model.to(device).eval()
+        self.device = device
+        id2label = self.model.config.id2label
+        self.labels = tuple(id2label[i] for i in sorted(id2label))
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=TEXT_MAX_TOKENS,
+            return_tensors="pt",
+        ).to(self.device)
+        return self.model(**tokens).logits
+
+
+class EmotionClassifier:
+    """Loads once, then classifies batches of clips into label probabilities."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        mode: str,
+        text_encoder_dir: str | Path | None = None,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        max_batch_clips: int = 16,
+        model_source: str | None = None,
+        text_encoder_source: str | None = None,
+    ) -> None:
+        self.mode = mode
+        self.device = device
+        self.dtype = dtype
+        self.max_batch_clips = max_batch_clips
+        source = model_source or str(model_dir)
+        self._text_only: _TextOnlyModel | None = None
+        self._text_encoder: TextEncoder | None = None
+        if mode == "text":
+            self._text_only = _TextOnlyModel(model_dir, device=device, dtype=dtype, source=source)
+            self.labels = self._text_only.labels
+            return
+
+        from transformers import SeamlessM4TFeatureExtractor
+
+        self.model = load_fusion_model(model_dir, mode, source=source).to(
+            device=device, dtype=dtype
+        )
+        self.feature_extractor = SeamlessM4TFeatureExtractor.from_pretrained(model_dir)
+        num_labels = self.model.classifier.out_proj.out_features
+        self.labels = labels_for(num_labels)
+        if mode != "audio":
+            if text_encoder_dir is None:
+                raise ValueError(f"mode {mode!r} needs a text encoder")
+            self._text_encoder = TextEncoder(
+                text_encoder_dir,
+                device=device,
+                dtype=dtype,
+                source=text_encoder_source or str(text_encoder_dir),
+            )
+            expected = self.model.projector.out_features
+            if self._text_encoder.dim != expected:
+                raise ModelLoadError(
+                    f"text encoder {text_encoder_source!r} gives {self._text_encoder.dim}-d "
+                    f"vectors; emotion model {source!r} fuses {expected}-d vectors"
+                )
+
+    @property
+    def needs_text(self) -> bool:
+        return self.mode != "audio"
+
+    @property
+    def needs_audio(self) -> bool:
+        return self.mode != "text"
+
+    def classify(
+        self, waveforms: Sequence[np.ndarray] | None, texts: Sequence[str] | None
+    ) -> np.ndarray:
+        """Probabilities [clips, labels] (float32), in input order.
+
+        Clips are sorted by length and run in micro-batches, so padding stays small; the masks make
+        every clip's result equal to running it alone.
+        """
+        count = len(waveforms) if waveforms is not None else len(texts or ())
+        if self.needs_audio and (waveforms is None or len(waveforms) != count):
+            raise ValueError(f"mode {self.mode!r} needs one waveform per clip")
+        if self.needs_text and (texts is None or len(texts) != count):
+            raise ValueError(f"mode {self.mode!r} needs one text per clip")
+        if count == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if self.needs_audio:
+            order = np.argsort([len(w) for w in waveforms], kind="stable")
+        else:
+            order = np.argsort([len(t) for t in texts], kind="stable")
+        probabilities = np.empty((count, len(self.labels)), dtype=np.float32)
+        for start in range(0, count, self.max_batch_clips):
+            index = order[start : start + self.max_batch_clips]
+            batch_waves = [waveforms[i] for i in index] if self.needs_audio else None
+            batch_texts = [texts[i] for i in index] if self.needs_text else None
+            logits = self._logits(batch_waves, batch_texts)
+            probabilities[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return probabilities
+
+    @torch.inference_mode()
+    def _logits(self, waveforms: list[np.ndarray] | None, texts: list[str] | None) -> torch.Tensor:
+        if self._text_only is not None:
+            return self._text_only.logits(texts)
+        features = self.feature_extractor(waveforms, **FEATURE_EXTRACTOR_KWARGS)
+        input_features = features["input_features"].to(self.device, self.dtype)
+        attention_mask = features["attention_mask"].to(self.device)
+        text_vectors = self._text_encoder.encode(texts) if self._text_encoder else None
+        return self.model(input_features, attention_mask, text_vectors)

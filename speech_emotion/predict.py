@@ -1,0 +1,148 @@
+"""One file at a time, with the toolkit's ``predict_emotion`` signature and return value.
+
+Unlike the toolkit, models load once per process (an explicit cache keyed by what selects them),
+audio is decoded once, and a checkpoint that does not match its architecture is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+
+from .config import DEFAULT_EMOTION_MODELS, ModelConfig
+
+__all__ = ["Predictor", "predict_emotion", "clear_model_cache"]
+
+_CACHE: dict[ModelConfig, Predictor] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+class Predictor:
+    """Models for one :class:`ModelConfig`, loaded on first use and kept."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        from .stages import _torch_settings
+
+        self.config = config
+        self.device, self.dtype = _torch_settings(config)
+        self._classifier = None
+        self._transcriber = None
+
+    @property
+    def classifier(self):
+        if self._classifier is None:
+            from .emotion import EmotionClassifier
+            from .sources import resolve_model
+
+            cfg = self.config
+            emotion = resolve_model(cfg.emotion_model_source, cache_dir=cfg.cache_dir)
+            encoder = (
+                resolve_model(cfg.text_encoder_source, cache_dir=cfg.cache_dir)
+                if cfg.text_encoder_source
+                else None
+            )
+            self._classifier = EmotionClassifier(
+                emotion.path,
+                mode=cfg.mode,
+                text_encoder_dir=encoder.path if encoder else None,
+                device=self.device,
+                dtype=self.dtype,
+                model_source=emotion.source,
+                text_encoder_source=encoder.source if encoder else None,
+            )
+        return self._classifier
+
+    @property
+    def transcriber(self):
+        if self._transcriber is None:
+            from .asr import WhisperTranscriber
+            from .sources import resolve_model
+
+            cfg = self.config
+            whisper = resolve_model(cfg.whisper_model, whisper=True, cache_dir=cfg.cache_dir)
+            compute_type = (
+                "default" if cfg.whisper_compute_type == "auto" else cfg.whisper_compute_type
+            )
+            self._transcriber = WhisperTranscriber(
+                str(whisper.path),
+                device=self.device,
+                compute_type=compute_type,
+                beam_size=cfg.beam_size,
+            )
+        return self._transcriber
+
+    def predict(self, audio_path: str | None = None, text: str | None = None) -> dict:
+        """``{"top_label", "top_score", "scores"}`` for one clip; a bad file raises RowError."""
+        from .audio import decode_audio
+        from .stages import read_bytes
+
+        cfg = self.config
+        if audio_path is None and (cfg.needs_audio or not text):
+            raise ValueError(
+                f"mode {cfg.mode!r} needs audio_path" + ("" if cfg.needs_audio else " or text")
+            )
+        waveform = decode_audio(read_bytes(audio_path)).waveform if audio_path else None
+        if cfg.needs_text and not text:
+            language = None if cfg.language == "auto" else cfg.language
+            text = self.transcriber.transcribe([waveform], [language])[0].text
+        probabilities = self.classifier.classify(
+            [waveform] if cfg.needs_audio else None, [text or ""] if cfg.needs_text else None
+        )[0]
+        labels = self.classifier.labels
+        scores = {label: float(p) for label, p in zip(labels, probabilities, strict=True)}
+        top = max(scores, key=scores.get)
+        return {"top_label": top, "top_score": scores[top], "scores": scores}
+
+
+def _model_from_config_file(path: str, language: str, mode: str) -> str:
+    import fsspec
+
+    with fsspec.open(path, "r") as f:
+        table = json.load(f)
+    try:
+        return table[language][mode]
+    except KeyError as exc:
+        raise ValueError(f"{path} has no model for language {language!r}, mode {mode!r}") from exc
+
+
+def predict_emotion(
+    audio_path: str | None = None,
+    text: str | None = None,
+    model_id: str | None = None,
+    mode: str = "text",
+    language: str = "es",
+    device: str | None = None,
+    model_config_path: str | None = None,
+    *,
+    whisper_model: str | None = None,
+    text_encoder: str | None = None,
+) -> dict:
+    """The toolkit's one-file call: same arguments, same defaults, same return value.
+
+    ``model_config_path`` is the toolkit's JSON ``{language: {mode: model id or folder}}``.
+    """
+    if model_id is None and model_config_path is not None:
+        model_id = _model_from_config_file(model_config_path, language, mode)
+    if model_id is None and language not in DEFAULT_EMOTION_MODELS:
+        raise ValueError(f"language {language!r}: published models exist for en and es only")
+    config = ModelConfig(
+        mode=mode,
+        language=language,
+        emotion_model=model_id,
+        text_encoder=text_encoder,
+        device=device or "auto",
+    )
+    if whisper_model:
+        config = replace(config, whisper_model=whisper_model)
+    with _CACHE_LOCK:
+        predictor = _CACHE.get(config)
+        if predictor is None:
+            predictor = _CACHE[config] = Predictor(config)
+    return predictor.predict(audio_path, text)
+
+
+def clear_model_cache() -> None:
+    """Frees the models ``predict_emotion`` keeps between calls."""
+    with _CACHE_LOCK:
+        _CACHE.clear()

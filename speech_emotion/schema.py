@@ -1,0 +1,116 @@
+"""The contract: manifest columns in, Arrow schema out, and the names both sides use.
+
+Everything downstream of the manifest reader trusts these columns; everything written to the
+output dataset conforms to :data:`OUTPUT_SCHEMA`. Units are in the names.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATUS_OK",
+    "STATUS_ERROR",
+    "SOURCE_MANIFEST",
+    "SOURCE_WHISPER",
+    "CLIP_SCHEMA",
+    "DECODED_SCHEMA",
+    "OUTPUT_SCHEMA",
+    "OUTPUT_COLUMN_DOCS",
+]
+
+SCHEMA_VERSION = "1"
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+SOURCE_MANIFEST = "manifest"
+SOURCE_WHISPER = "whisper"
+
+# A clip is the unit of work: today one per manifest row (the whole file). A later segment-level
+# mode emits several clips per file with their own start_s/end_s; nothing below assumes one per
+# file.
+CLIP_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("audio", pa.string(), nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("language", pa.string()),
+        pa.field("start_s", pa.float64(), nullable=False),
+        pa.field("end_s", pa.float64()),
+    ]
+)
+
+# Between the decode and model stages. error_code/error set means the row failed in decode and
+# carries an empty waveform.
+DECODED_SCHEMA = pa.schema(
+    list(CLIP_SCHEMA)
+    + [
+        pa.field("waveform", pa.large_list(pa.float32()), nullable=False),
+        pa.field("duration_s", pa.float64()),
+        pa.field("sample_rate_hz", pa.int32()),
+        pa.field("channels", pa.int32()),
+        pa.field("error_code", pa.string()),
+        pa.field("error", pa.string()),
+    ]
+)
+
+_OUTPUT_COLUMNS: list[tuple[pa.Field, str]] = [
+    (
+        pa.field("id", pa.string(), nullable=False),
+        "Manifest id, or a stable hash of the audio URI.",
+    ),
+    (pa.field("audio", pa.string(), nullable=False), "Resolved URI of the audio file."),
+    (pa.field("status", pa.string(), nullable=False), "`ok` or `error`."),
+    (
+        pa.field("error_code", pa.string()),
+        "Stable error code (null when ok), e.g. `missing_object`.",
+    ),
+    (
+        pa.field("error", pa.string()),
+        "Human-readable reason, prefixed by the stage (null when ok).",
+    ),
+    (pa.field("start_s", pa.float64(), nullable=False), "Clip start within the file, seconds."),
+    (pa.field("end_s", pa.float64()), "Clip end within the file, seconds (null if undecoded)."),
+    (pa.field("duration_s", pa.float64()), "Decoded duration of the clip, seconds."),
+    (pa.field("sample_rate_hz", pa.int32()), "Sample rate of the original file."),
+    (pa.field("channels", pa.int32()), "Channel count of the original file."),
+    (pa.field("language", pa.string()), "Language used: from the manifest, the job, or detected."),
+    (
+        pa.field("language_probability", pa.float32()),
+        "Whisper's detection probability, if detected.",
+    ),
+    (pa.field("transcript", pa.string()), "Text the emotion model saw."),
+    (pa.field("transcript_source", pa.string()), "`manifest` or `whisper`."),
+    (
+        pa.field("transcript_suppressed", pa.bool_()),
+        "True when the silence guard emptied Whisper's text.",
+    ),
+    (pa.field("emotion", pa.string()), "Top label."),
+    (pa.field("emotion_score", pa.float32()), "Probability of the top label."),
+    (pa.field("scores", pa.map_(pa.string(), pa.float32())), "Label -> probability; sums to 1."),
+    (
+        pa.field("mode", pa.string(), nullable=False),
+        "Fusion mode: concat, audio, mean, multihead, text.",
+    ),
+    (pa.field("emotion_model", pa.string()), "Emotion checkpoint: hub id, folder or URI."),
+    (
+        pa.field("emotion_model_revision", pa.string()),
+        "Hub commit of the emotion checkpoint, if known.",
+    ),
+    (pa.field("text_encoder", pa.string()), "Text encoder used by fusion modes."),
+    (pa.field("text_encoder_revision", pa.string()), "Hub commit of the text encoder, if known."),
+    (pa.field("whisper_model", pa.string()), "Whisper model, when it produced the transcript."),
+    (pa.field("whisper_model_revision", pa.string()), "Hub commit of the Whisper model, if known."),
+    (pa.field("run_id", pa.string(), nullable=False), "Identifier of the run that wrote the row."),
+    (
+        pa.field("processed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        "When the row was made.",
+    ),
+]
+
+OUTPUT_SCHEMA = pa.schema(
+    [field for field, _ in _OUTPUT_COLUMNS],
+    metadata={"speech_emotion.schema_version": SCHEMA_VERSION},
+)
+OUTPUT_COLUMN_DOCS: dict[str, str] = {field.name: doc for field, doc in _OUTPUT_COLUMNS}

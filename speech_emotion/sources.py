@@ -1,0 +1,149 @@
+"""Where models come from: a hub id, a local folder, or an object-storage URI.
+
+Object-storage models are copied once per node into a local cache and reused by every actor on
+it; hub models go through the Hugging Face cache. Every failure names the model.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelLoadError
+
+__all__ = ["ResolvedModel", "check_model_source", "resolve_model", "whisper_repo_id"]
+
+logger = logging.getLogger(__name__)
+
+# Files a model folder needs; the hub repos also hold training artefacts we never read.
+_HUB_PATTERNS = ["*.json", "*.safetensors", "model.bin", "*.txt", "*.model", "vocabulary.*"]
+_HINT = (
+    "If the machines cannot reach the Hugging Face hub, copy the model folder to object storage "
+    "or a local path and pass that instead."
+)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    source: str
+    """What the user named: hub id, folder or URI."""
+    path: Path
+    """Local folder holding the model files."""
+    revision: str | None
+    """Hub commit, when the model came from the hub."""
+
+
+def _is_remote(source: str) -> bool:
+    return "://" in source and not source.startswith("file://")
+
+
+def _local_path(source: str) -> Path:
+    return Path(source.removeprefix("file://")).expanduser()
+
+
+def whisper_repo_id(source: str) -> str:
+    """faster-whisper's size names (``large-v3-turbo``) map to hub repos; anything else is an id."""
+    from faster_whisper.utils import _MODELS
+
+    return _MODELS.get(source, source)
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "speech_emotion" / "models"
+
+
+def _copy_from_object_storage(source: str, cache_dir: Path) -> Path:
+    import fsspec
+
+    key = hashlib.sha256(source.rstrip("/").encode()).hexdigest()[:16]
+    target = cache_dir / key
+    done = target / ".complete"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Several actors on one node start together: one copies, the others wait and reuse it.
+    with open(cache_dir / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return target
+        partial = cache_dir / f"{key}.partial-{os.getpid()}"
+        try:
+            fs, path = fsspec.core.url_to_fs(source)
+            if not fs.isdir(path):
+                raise ModelLoadError(f"model {source!r}: no such folder in object storage")
+            fs.get(path.rstrip("/") + "/", str(partial) + "/", recursive=True)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any storage failure is reported with the model
+            shutil.rmtree(partial, ignore_errors=True)
+            raise ModelLoadError(f"model {source!r} could not be copied: {exc}") from exc
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+        done.touch()
+        logger.info("copied model %s to %s", source, target)
+    return target
+
+
+def _download_from_hub(repo_id: str, source: str, revision: str | None) -> ResolvedModel:
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_PATTERNS))
+    except Exception as exc:  # noqa: BLE001 - hub, HTTP and network errors share no base class
+        raise ModelLoadError(
+            f"model {source!r} could not be downloaded from the Hugging Face hub "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0]}). {_HINT}"
+        ) from exc
+    commit = path.name if path.parent.name == "snapshots" else revision
+    return ResolvedModel(source=source, path=path, revision=commit)
+
+
+def resolve_model(
+    source: str, *, whisper: bool = False, revision: str | None = None, cache_dir: str | None = None
+) -> ResolvedModel:
+    """A local folder for ``source``, fetching it first if it lives elsewhere."""
+    if _is_remote(source):
+        cache = Path(cache_dir) if cache_dir else _default_cache_dir()
+        return ResolvedModel(source, _copy_from_object_storage(source, cache), None)
+    local = _local_path(source)
+    if local.is_dir():
+        return ResolvedModel(source, local, None)
+    if source.startswith(("/", ".", "~", "file://")):
+        raise ModelLoadError(f"model {source!r}: no such folder")
+    return _download_from_hub(whisper_repo_id(source) if whisper else source, source, revision)
+
+
+def check_model_source(source: str, *, whisper: bool = False) -> str | None:
+    """Fail fast on the driver, before any worker starts; returns the hub commit to pin.
+
+    Pinning the commit here means every actor loads the same revision even if the repo changes
+    during a long run.
+    """
+    if _is_remote(source):
+        import fsspec
+
+        try:
+            fs, path = fsspec.core.url_to_fs(source)
+            found = fs.isdir(path)
+        except Exception as exc:  # noqa: BLE001 - reported with the model name
+            raise ModelLoadError(f"model {source!r} could not be reached: {exc}") from exc
+        if not found:
+            raise ModelLoadError(f"model {source!r}: no such folder in object storage")
+        return None
+    if _local_path(source).is_dir():
+        return None
+    if source.startswith(("/", ".", "~", "file://")):
+        raise ModelLoadError(f"model {source!r}: no such folder")
+    from huggingface_hub import HfApi
+
+    repo_id = whisper_repo_id(source) if whisper else source
+    try:
+        return HfApi().model_info(repo_id).sha
+    except Exception as exc:  # noqa: BLE001 - hub, HTTP and network errors share no base class
+        raise ModelLoadError(
+            f"model {source!r} (hub repo {repo_id!r}) is not reachable "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0]}). {_HINT}"
+        ) from exc

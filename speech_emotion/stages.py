@@ -1,0 +1,333 @@
+"""The two Ray Data stages: decode (CPU pool) and models (GPU pool).
+
+Each is a class that sets up once in ``__init__`` and maps a batch in ``__call__``, keeping the same
+rows in the same order. A row that fails carries its error code and reason onward; it is never
+dropped. Only :class:`RowError` is caught per row: anything else is a bug and raises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from .config import DecodeConfig, ModelConfig
+from .errors import ErrorCode, RowError
+from .schema import (
+    DECODED_SCHEMA,
+    OUTPUT_SCHEMA,
+    SOURCE_MANIFEST,
+    SOURCE_WHISPER,
+    STATUS_ERROR,
+    STATUS_OK,
+)
+
+if TYPE_CHECKING:
+    from .audio import DecodedAudio
+
+__all__ = ["DecodeStage", "ModelStage", "ModelPlan", "read_bytes", "StageCounts"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StageCounts:
+    """What a stage did, logged per actor so a slow or failing worker is visible."""
+
+    rows: int = 0
+    ok: int = 0
+    errors: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def add(self, error_codes: list[str | None], seconds: float) -> None:
+        self.rows += len(error_codes)
+        self.ok += sum(code is None for code in error_codes)
+        self.errors.update(code for code in error_codes if code is not None)
+        self.seconds += seconds
+
+    def __str__(self) -> str:
+        errors = ", ".join(f"{code}={n}" for code, n in sorted(self.errors.items())) or "none"
+        return f"rows={self.rows} ok={self.ok} errors: {errors} time={self.seconds:.1f}s"
+
+
+def read_bytes(uri: str) -> bytes:
+    """An object's bytes, or a RowError saying why it could not be read."""
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+        return fs.cat_file(path)
+    except FileNotFoundError as exc:
+        raise RowError(ErrorCode.MISSING_OBJECT, f"no such file or object: {uri}") from exc
+    except IsADirectoryError as exc:
+        raise RowError(ErrorCode.READ_FAILED, f"{uri} is a folder, not an audio file") from exc
+    except PermissionError as exc:
+        raise RowError(ErrorCode.READ_FAILED, f"access denied reading {uri}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - every storage backend has its own error types
+        raise RowError(
+            ErrorCode.READ_FAILED, f"could not read {uri} ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+class DecodeStage:
+    """Fetches and decodes each clip to 16 kHz mono float32, recording its original format."""
+
+    def __init__(self, config: DecodeConfig) -> None:
+        self.config = config
+        # Object reads are latency-bound; threads overlap them (decoders release the GIL too).
+        self._pool = ThreadPoolExecutor(max_workers=config.fetch_threads)
+        self.counts = StageCounts()
+
+    def _decode(self, uri: str) -> tuple[DecodedAudio | None, RowError | None]:
+        """The decoded clip and/or why it cannot go on; a too-short clip keeps its metadata."""
+        from .audio import decode_audio
+
+        try:
+            audio = decode_audio(read_bytes(uri), max_duration_s=self.config.max_duration_s)
+        except RowError as exc:
+            return None, exc
+        if audio.duration_s < self.config.min_duration_s:
+            return audio, RowError(
+                ErrorCode.TOO_SHORT,
+                f"clip is {audio.duration_s:.3f} s; the minimum is {self.config.min_duration_s} s "
+                "(--min-duration-s)",
+            )
+        return audio, None
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.perf_counter()
+        results = list(self._pool.map(self._decode, batch["audio"].to_pylist()))
+        waves, durations, rates, channels, codes, reasons = [], [], [], [], [], []
+        for audio, error in results:
+            usable = error is None
+            waves.append(audio.waveform if usable else np.zeros(0, np.float32))
+            durations.append(audio.duration_s if audio else None)
+            rates.append(audio.sample_rate_hz if audio else None)
+            channels.append(audio.channels if audio else None)
+            codes.append(None if usable else error.code.value)
+            reasons.append(None if usable else f"decode: {error.message}")
+        offsets = np.zeros(len(waves) + 1, dtype=np.int64)
+        np.cumsum([len(w) for w in waves], out=offsets[1:])
+        values = np.concatenate(waves) if waves else np.zeros(0, np.float32)
+        columns = {name: batch[name] for name in batch.column_names}
+        columns.update(
+            waveform=pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values)),
+            duration_s=pa.array(durations, pa.float64()),
+            sample_rate_hz=pa.array(rates, pa.int32()),
+            channels=pa.array(channels, pa.int32()),
+            error_code=pa.array(codes, pa.string()),
+            error=pa.array(reasons, pa.string()),
+        )
+        out = pa.table(columns).select(DECODED_SCHEMA.names).cast(DECODED_SCHEMA)
+        self.counts.add(codes, time.perf_counter() - started)
+        logger.info("decode: %s", self.counts)
+        return out
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """What the driver settled before any actor started: pinned revisions, what is needed."""
+
+    run_id: str
+    needs_whisper: bool
+    emotion_revision: str | None = None
+    text_encoder_revision: str | None = None
+    whisper_revision: str | None = None
+
+
+def _waveforms(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
+    """Zero-copy views of each row's samples."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    offsets = array.offsets.to_numpy()
+    values = array.values.to_numpy(zero_copy_only=False)
+    return [values[offsets[i] : offsets[i + 1]] for i in range(len(array))]
+
+
+def _torch_settings(config: ModelConfig) -> tuple[str, object]:
+    import torch
+
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = config.precision
+    if precision == "auto":
+        if device == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "fp32"
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    return device, dtypes[precision]
+
+
+class ModelStage:
+    """Whisper where a transcript is missing, then the emotion model, for a batch of clips."""
+
+    def __init__(
+        self, config: ModelConfig, plan: ModelPlan, *, batch_size: int = 16, cpu_threads: int = 1
+    ) -> None:
+        import torch
+
+        from .emotion import EmotionClassifier
+        from .sources import resolve_model
+
+        self.config = config
+        self.plan = plan
+        if cpu_threads:
+            torch.set_num_threads(max(1, cpu_threads))
+        device, dtype = _torch_settings(config)
+        cache = config.cache_dir
+        emotion = resolve_model(
+            config.emotion_model_source, revision=plan.emotion_revision, cache_dir=cache
+        )
+        encoder = None
+        if config.text_encoder_source:
+            encoder = resolve_model(
+                config.text_encoder_source, revision=plan.text_encoder_revision, cache_dir=cache
+            )
+        self.classifier = EmotionClassifier(
+            emotion.path,
+            mode=config.mode,
+            text_encoder_dir=encoder.path if encoder else None,
+            device=device,
+            dtype=dtype,
+            max_batch_clips=batch_size,
+            model_source=emotion.source,
+            text_encoder_source=encoder.source if encoder else None,
+        )
+        self.transcriber = None
+        self.whisper_languages: frozenset[str] = frozenset()
+        if plan.needs_whisper and config.needs_text:
+            from .asr import WhisperTranscriber
+
+            whisper = resolve_model(
+                config.whisper_model, whisper=True, revision=plan.whisper_revision, cache_dir=cache
+            )
+            compute_type = (
+                "default" if config.whisper_compute_type == "auto" else config.whisper_compute_type
+            )
+            self.transcriber = WhisperTranscriber(
+                str(whisper.path),
+                device=device,
+                compute_type=compute_type,
+                batch_size=batch_size,
+                beam_size=config.beam_size,
+                cpu_threads=cpu_threads,
+            )
+            self.whisper_languages = frozenset(self.transcriber.languages)
+        self.model_columns = {
+            "emotion_model": emotion.source,
+            "emotion_model_revision": emotion.revision or plan.emotion_revision,
+            "text_encoder": encoder.source if encoder else None,
+            "text_encoder_revision": (encoder.revision if encoder else None)
+            or plan.text_encoder_revision,
+        }
+        self.whisper_columns = {
+            "whisper_model": config.whisper_model,
+            "whisper_model_revision": plan.whisper_revision,
+        }
+        self.counts = StageCounts()
+
+    def _job_language(self) -> str | None:
+        return None if self.config.language == "auto" else self.config.language
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.perf_counter()
+        rows = batch.drop_columns(["waveform"]).to_pylist()
+        waves = _waveforms(batch["waveform"])
+        for row in rows:
+            row.setdefault("language_probability", None)
+            row["transcript"], row["transcript_source"], row["transcript_suppressed"] = (
+                None,
+                None,
+                None,
+            )
+        live = [i for i, row in enumerate(rows) if row["error_code"] is None]
+        if self.config.needs_text:
+            live = self._transcribe(rows, waves, live)
+        self._classify(rows, waves, live)
+        out = self._output(rows)
+        self.counts.add([row["error_code"] for row in rows], time.perf_counter() - started)
+        logger.info("models: %s", self.counts)
+        return out
+
+    def _transcribe(self, rows: list[dict], waves: list[np.ndarray], live: list[int]) -> list[int]:
+        """Fills transcripts; returns the rows still alive."""
+        pending: list[int] = []
+        for i in live:
+            row = rows[i]
+            row["language"] = row["language"] or self._job_language()
+            if row["text"] is not None:
+                row["transcript"], row["transcript_source"] = row["text"], SOURCE_MANIFEST
+                continue
+            language = row["language"]
+            if language is not None and language not in self.whisper_languages:
+                _fail(
+                    row,
+                    RowError(
+                        ErrorCode.UNSUPPORTED_LANGUAGE,
+                        f"language {language!r} is not one Whisper knows; "
+                        "use a code such as en, es "
+                        "or auto",
+                    ),
+                    "transcribe",
+                )
+                continue
+            pending.append(i)
+        if pending:
+            if self.transcriber is None:
+                raise RuntimeError("rows need Whisper but the plan said none did")
+            transcripts = self.transcriber.transcribe(
+                [waves[i] for i in pending], [rows[i]["language"] for i in pending]
+            )
+            for i, transcript in zip(pending, transcripts, strict=True):
+                rows[i].update(
+                    transcript=transcript.text,
+                    transcript_source=SOURCE_WHISPER,
+                    transcript_suppressed=transcript.suppressed,
+                    language=transcript.language,
+                    language_probability=transcript.language_probability,
+                    **self.whisper_columns,
+                )
+        return [i for i in live if rows[i]["error_code"] is None]
+
+    def _classify(self, rows: list[dict], waves: list[np.ndarray], live: list[int]) -> None:
+        if not live:
+            return
+        probabilities = self.classifier.classify(
+            [waves[i] for i in live] if self.classifier.needs_audio else None,
+            [rows[i]["transcript"] for i in live] if self.classifier.needs_text else None,
+        )
+        labels = self.classifier.labels
+        for i, probs in zip(live, probabilities, strict=True):
+            top = int(np.argmax(probs))
+            rows[i].update(
+                emotion=labels[top],
+                emotion_score=float(probs[top]),
+                scores=list(zip(labels, probs.tolist(), strict=True)),
+                **self.model_columns,
+            )
+
+    def _output(self, rows: list[dict]) -> pa.Table:
+        now = dt.datetime.now(dt.timezone.utc)
+        for row in rows:
+            failed = row["error_code"] is not None
+            row.update(
+                status=STATUS_ERROR if failed else STATUS_OK,
+                end_s=row["start_s"] + row["duration_s"] if row["duration_s"] is not None else None,
+                mode=self.config.mode,
+                run_id=self.plan.run_id,
+                processed_at=now,
+            )
+        return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
+
+
+def _fail(row: dict, error: RowError, stage: str) -> None:
+    row["error_code"] = error.code.value
+    row["error"] = f"{stage}: {error.message}"

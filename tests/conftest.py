@@ -1,0 +1,113 @@
+"""Shared fixtures: tiny models in the published layouts, a real S3 endpoint, a local Ray.
+
+Nothing here reaches a network: the hub is switched off, S3 is moto's server on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Before anything imports huggingface_hub or starts Ray workers (they inherit the environment).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+FUSION_MODES = ("concat", "audio", "mean", "multihead")
+PROJECTION_DIM = 16  # stands in for the published 768; the tiny BERT matches it
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    root: Path
+    whisper: Path
+    text_encoder: Path
+    text_classifier: Path
+    emotion: dict[str, Path]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> TinyModels:
+    from speech_emotion.emotion import EN_LABELS
+    from speech_emotion.tiny_models.emotion import (
+        build_tiny_emotion_model,
+        build_tiny_text_classifier,
+        build_tiny_text_encoder,
+    )
+    from speech_emotion.tiny_models.whisper import build_tiny_whisper
+
+    root = tmp_path_factory.mktemp("models")
+    return TinyModels(
+        root=root,
+        whisper=build_tiny_whisper(root / "whisper"),
+        text_encoder=build_tiny_text_encoder(root / "bert", hidden_size=PROJECTION_DIM),
+        text_classifier=build_tiny_text_classifier(root / "text", labels=EN_LABELS),
+        emotion={
+            mode: build_tiny_emotion_model(
+                root / f"emotion-{mode}", mode=mode, projection_dim=PROJECTION_DIM, seed=i
+            )
+            for i, mode in enumerate(FUSION_MODES)
+        },
+    )
+
+
+@dataclass(frozen=True)
+class S3:
+    endpoint: str
+    bucket: str
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def put(self, key: str, data: bytes) -> str:
+        import fsspec
+
+        fs = fsspec.filesystem("s3")
+        fs.pipe_file(f"{self.bucket}/{key}", data)
+        return self.url(key)
+
+
+@pytest.fixture(scope="session")
+def s3() -> S3:
+    """moto's S3 server on loopback, configured through the standard AWS environment only."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    )
+    boto3.client("s3").create_bucket(Bucket="corpus")
+    yield S3(endpoint=endpoint, bucket="corpus")
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3):
+    """One local Ray for the session, with a fake GPU so GPU stages schedule.
+
+    Started after the S3 fixture so its workers inherit the endpoint from the environment.
+    """
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=4,
+        num_gpus=1,
+        include_dashboard=False,
+        object_store_memory=256 * 1024 * 1024,
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()

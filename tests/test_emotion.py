@@ -1,0 +1,170 @@
+"""The fusion model loads published-layout checkpoints strictly and batches without changing
+anything the toolkit's one-clip-at-a-time run would give."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from speech_emotion.emotion import EN_LABELS, ES_LABELS, EmotionClassifier, load_fusion_model
+from speech_emotion.errors import ModelLoadError
+from speech_emotion.tiny_models.emotion import build_tiny_emotion_model
+
+from .conftest import FUSION_MODES, PROJECTION_DIM
+
+
+def clips(count: int = 6, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
+    rng = np.random.default_rng(seed)
+    durations = [0.05, 1.3, 0.4, 2.7, 0.9, 0.21][:count]
+    waves = [(0.2 * rng.standard_normal(int(16000 * d))).astype(np.float32) for d in durations]
+    texts = ["please leave me alone", "", "what a surprise", "i can t believe you did that again",
+             "hello", "the best day of my life"][:count]
+    return waves, texts
+
+
+def classifier(tiny_models, mode: str) -> EmotionClassifier:
+    if mode == "text":
+        return EmotionClassifier(tiny_models.text_classifier, mode="text")
+    return EmotionClassifier(
+        tiny_models.emotion[mode], mode=mode, text_encoder_dir=tiny_models.text_encoder
+    )
+
+
+def copy_checkpoint(tiny_models, mode: str, tmp_path):
+    folder = tmp_path / mode
+    shutil.copytree(tiny_models.emotion[mode], folder)
+    return folder, load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("mode", [*FUSION_MODES, "text"])
+def test_batched_probabilities_equal_one_clip_at_a_time(tiny_models, mode):
+    model = classifier(tiny_models, mode)
+    waves, texts = clips()
+    batched = model.classify(waves if mode != "text" else None, texts)
+    alone = np.concatenate(
+        [model.classify([w] if mode != "text" else None, [t]) for w, t in zip(waves, texts)]
+    )
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    # Distinct clips give distinct answers, so the equality above is not vacuous.
+    assert np.abs(batched - batched[0]).max() > 1e-4
+
+
+@pytest.mark.parametrize("mode", FUSION_MODES)
+def test_probabilities_sum_to_one_over_the_forced_english_labels(tiny_models, mode):
+    model = classifier(tiny_models, mode)
+    waves, texts = clips()
+    probabilities = model.classify(waves, texts if mode != "audio" else None)
+    assert model.labels == EN_LABELS
+    assert probabilities.shape == (len(waves), 7)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_micro_batches_of_any_size_give_the_same_probabilities(tiny_models):
+    waves, texts = clips()
+    small = EmotionClassifier(
+        tiny_models.emotion["multihead"],
+        mode="multihead",
+        text_encoder_dir=tiny_models.text_encoder,
+        max_batch_clips=2,
+    )
+    large = classifier(tiny_models, "multihead")
+    np.testing.assert_allclose(small.classify(waves, texts), large.classify(waves, texts), atol=1e-5)
+
+
+def test_a_six_label_checkpoint_gets_the_spanish_labels(tmp_path):
+    folder = build_tiny_emotion_model(tmp_path / "es", mode="audio", num_labels=6)
+    assert EmotionClassifier(folder, mode="audio").labels == ES_LABELS
+
+
+def test_the_unused_head_layernorm_does_not_change_the_output(tiny_models, tmp_path):
+    folder, state = copy_checkpoint(tiny_models, "audio", tmp_path)
+    waves, _ = clips()
+    before = EmotionClassifier(folder, mode="audio").classify(waves, None)
+    state["classifier.layernorm.weight"] = torch.zeros_like(state["classifier.layernorm.weight"])
+    save_file(state, str(folder / "model.safetensors"))
+    after = EmotionClassifier(folder, mode="audio").classify(waves, None)
+    np.testing.assert_array_equal(before, after)
+
+
+def test_a_missing_head_key_is_a_loud_error(tiny_models, tmp_path):
+    folder, state = copy_checkpoint(tiny_models, "concat", tmp_path)
+    del state["classifier.dense.bias"]
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match=r"missing keys \['classifier.dense.bias'\]"):
+        load_fusion_model(folder, "concat")
+
+
+def test_an_unexpected_key_is_a_loud_error(tiny_models, tmp_path):
+    folder, state = copy_checkpoint(tiny_models, "mean", tmp_path)
+    state["classifier.extra.weight"] = torch.zeros(3)
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match=r"unexpected keys \['classifier.extra.weight'\]"):
+        load_fusion_model(folder, "mean")
+
+
+def test_a_missing_multihead_head_is_a_loud_error(tiny_models, tmp_path):
+    folder, state = copy_checkpoint(tiny_models, "multihead", tmp_path)
+    for key in [k for k in state if k.startswith("mult_attn_model.heads.7.")]:
+        del state[key]
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="does not match the multihead architecture"):
+        load_fusion_model(folder, "multihead")
+
+
+def test_asking_for_the_wrong_mode_names_the_mismatch(tiny_models):
+    with pytest.raises(ModelLoadError, match="is a multihead checkpoint"):
+        load_fusion_model(tiny_models.emotion["multihead"], "concat")
+    with pytest.raises(ModelLoadError, match="head takes 32-d input, but mode 'audio'"):
+        load_fusion_model(tiny_models.emotion["concat"], "audio")
+
+
+def test_a_folder_without_weights_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "wav2vec2-bert"}')
+    with pytest.raises(ModelLoadError, match="no model.safetensors"):
+        load_fusion_model(tmp_path, "concat")
+
+
+def test_model_bin_overrides_the_safetensors_weights(tiny_models, tmp_path):
+    folder, state = copy_checkpoint(tiny_models, "audio", tmp_path)
+    waves, _ = clips()
+    before = EmotionClassifier(folder, mode="audio").classify(waves, None)
+    bias = state["classifier.out_proj.bias"]
+    override = {"classifier.out_proj.bias": bias + torch.arange(len(bias), dtype=bias.dtype)}
+    torch.save(override, folder / "model.bin")
+    model = load_fusion_model(folder, "audio")
+    torch.testing.assert_close(model.classifier.out_proj.bias, override["classifier.out_proj.bias"])
+    after = EmotionClassifier(folder, mode="audio").classify(waves, None)
+    assert not np.allclose(before, after)
+
+
+def test_weighted_layer_sum_checkpoints_load_and_batch(tiny_models, tmp_path):
+    folder = build_tiny_emotion_model(
+        tmp_path / "weighted", mode="concat", projection_dim=PROJECTION_DIM,
+        use_weighted_layer_sum=True,
+    )
+    model = EmotionClassifier(folder, mode="concat", text_encoder_dir=tiny_models.text_encoder)
+    waves, texts = clips()
+    alone = np.concatenate([model.classify([w], [t]) for w, t in zip(waves, texts)])
+    np.testing.assert_allclose(model.classify(waves, texts), alone, atol=1e-5)
+
+
+def test_a_text_encoder_of_the_wrong_width_is_refused(tiny_models, tmp_path):
+    from speech_emotion.tiny_models.emotion import build_tiny_text_encoder
+
+    wide = build_tiny_text_encoder(tmp_path / "wide", hidden_size=24)
+    with pytest.raises(ModelLoadError, match="gives 24-d vectors"):
+        EmotionClassifier(tiny_models.emotion["concat"], mode="concat", text_encoder_dir=wide)
+
+
+def test_text_padding_does_not_change_the_cls_vector(tiny_models):
+    from speech_emotion.emotion import TextEncoder
+
+    encoder = TextEncoder(tiny_models.text_encoder, device="cpu", dtype=torch.float32, source="t")
+    texts = ["hello", "i can t believe you did that again this is the best day of my life"]
+    together = encoder.encode(texts)
+    alone = torch.cat([encoder.encode([t]) for t in texts])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
