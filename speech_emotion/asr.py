@@ -72,13 +72,14 @@ def is_hallucination(
 ) -> bool:
     """Whether a decoded window's text should be dropped rather than trusted.
 
-    Whisper invents fluent text on silence and noise. The first clause is faster-whisper's own
-    per-segment skip: the model thinks nothing was said *and* is unsure of what it wrote (a high
-    no-speech probability alone is not enough: confident text survives it). The second catches
-    repetition loops, which faster-whisper retries at higher temperatures but keeps anyway when
-    every retry loops too.
+    Whisper invents fluent text on silence and noise. The first clause is faster-whisper's (and
+    OpenAI's) per-segment skip: the model thinks nothing was said *and* is not confident in what
+    it wrote; a high no-speech probability alone is not enough, since confident text survives
+    it. The second catches repetition loops, which faster-whisper retries at higher
+    temperatures but keeps anyway when every retry loops too.
     """
-    silent = no_speech_prob > no_speech_threshold and avg_logprob < log_prob_threshold
+    # <=, not <: faster-whisper keeps text only when its log-probability is above the threshold.
+    silent = no_speech_prob > no_speech_threshold and avg_logprob <= log_prob_threshold
     return silent or compression_ratio > compression_ratio_threshold
 
 
@@ -144,9 +145,9 @@ class WhisperTranscriber:
         """Transcribe float mono 16 kHz clips: one result per clip, in input order.
 
         ``languages[i]`` forces clip ``i``'s language, or is None to detect it. Raises
-        :class:`RowError` (``transcription_failed``) before any decoding when a clip asks for a
-        language the model does not know, and ``ValueError`` for empty, non-mono or non-float
-        arrays, which callers filter out beforehand.
+        :class:`RowError` (``unsupported_language``) before any decoding when a clip asks for a
+        language the model does not know (stages check :attr:`languages` first), and
+        ``ValueError`` for empty, non-mono or non-float arrays, which callers filter out.
         """
         _check_inputs(waveforms, languages, self.languages)
         window = self._model.feature_extractor.n_samples
@@ -252,7 +253,7 @@ class WhisperTranscriber:
             windows,
             text=" ".join(part for part in kept if part),
             language=info.language,
-            language_probability=None if language else info.language_probability,
+            language_probability=None if language else float(info.language_probability),
         )
 
     def _transcript(
@@ -374,7 +375,7 @@ def _check_inputs(
     for i, language in enumerate(languages):
         if language is not None and language not in supported:
             raise RowError(
-                ErrorCode.TRANSCRIPTION_FAILED,
+                ErrorCode.UNSUPPORTED_LANGUAGE,
                 f"clip {i} asks for language {language!r}, which this Whisper model cannot "
                 "transcribe; use one of its language codes, or no language to detect it",
             )

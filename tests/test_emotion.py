@@ -21,8 +21,14 @@ def clips(count: int = 6, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
     rng = np.random.default_rng(seed)
     durations = [0.05, 1.3, 0.4, 2.7, 0.9, 0.21][:count]
     waves = [(0.2 * rng.standard_normal(int(16000 * d))).astype(np.float32) for d in durations]
-    texts = ["please leave me alone", "", "what a surprise", "i can t believe you did that again",
-             "hello", "the best day of my life"][:count]
+    texts = [
+        "please leave me alone",
+        "",
+        "what a surprise",
+        "i can t believe you did that again",
+        "hello",
+        "the best day of my life",
+    ][:count]
     return waves, texts
 
 
@@ -45,9 +51,11 @@ def test_batched_probabilities_equal_one_clip_at_a_time(tiny_models, mode):
     model = classifier(tiny_models, mode)
     waves, texts = clips()
     batched = model.classify(waves if mode != "text" else None, texts)
-    alone = np.concatenate(
-        [model.classify([w] if mode != "text" else None, [t]) for w, t in zip(waves, texts)]
-    )
+    one_by_one = [
+        model.classify([w] if mode != "text" else None, [t])
+        for w, t in zip(waves, texts, strict=True)
+    ]
+    alone = np.concatenate(one_by_one)
     np.testing.assert_allclose(batched, alone, atol=1e-5)
     # Distinct clips give distinct answers, so the equality above is not vacuous.
     assert np.abs(batched - batched[0]).max() > 1e-4
@@ -72,7 +80,9 @@ def test_micro_batches_of_any_size_give_the_same_probabilities(tiny_models):
         max_batch_clips=2,
     )
     large = classifier(tiny_models, "multihead")
-    np.testing.assert_allclose(small.classify(waves, texts), large.classify(waves, texts), atol=1e-5)
+    np.testing.assert_allclose(
+        small.classify(waves, texts), large.classify(waves, texts), atol=1e-5
+    )
 
 
 def test_a_six_label_checkpoint_gets_the_spanish_labels(tmp_path):
@@ -143,12 +153,14 @@ def test_model_bin_overrides_the_safetensors_weights(tiny_models, tmp_path):
 
 def test_weighted_layer_sum_checkpoints_load_and_batch(tiny_models, tmp_path):
     folder = build_tiny_emotion_model(
-        tmp_path / "weighted", mode="concat", projection_dim=PROJECTION_DIM,
+        tmp_path / "weighted",
+        mode="concat",
+        projection_dim=PROJECTION_DIM,
         use_weighted_layer_sum=True,
     )
     model = EmotionClassifier(folder, mode="concat", text_encoder_dir=tiny_models.text_encoder)
     waves, texts = clips()
-    alone = np.concatenate([model.classify([w], [t]) for w, t in zip(waves, texts)])
+    alone = np.concatenate([model.classify([w], [t]) for w, t in zip(waves, texts, strict=True)])
     np.testing.assert_allclose(model.classify(waves, texts), alone, atol=1e-5)
 
 

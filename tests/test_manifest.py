@@ -24,7 +24,12 @@ def test_jsonl_paths_are_resolved_relative_to_the_manifest(tmp_path):
     (tmp_path / "sub").mkdir()
     uri = write_jsonl(
         tmp_path / "sub" / "m.jsonl",
-        [{"audio": "a.wav"}, {"audio": "../b.flac"}, {"audio": "/abs/c.mp3"}, {"audio": "s3://x/d"}],
+        [
+            {"audio": "a.wav"},
+            {"audio": "../b.flac"},
+            {"audio": "/abs/c.mp3"},
+            {"audio": "s3://x/d"},
+        ],
     )
     clips = read_manifest(ManifestConfig(uri=uri))
     assert clips.schema == CLIP_SCHEMA
@@ -40,7 +45,9 @@ def test_ids_are_derived_from_the_audio_uri_when_absent_and_stay_stable(tmp_path
     uri = write_jsonl(tmp_path / "m.jsonl", [{"audio": "a.wav"}, {"audio": "b.wav"}])
     first = read_manifest(ManifestConfig(uri=uri))["id"].to_pylist()
     again = read_manifest(ManifestConfig(uri=uri))["id"].to_pylist()
-    assert first == again == [derive_id(str(tmp_path / "a.wav")), derive_id(str(tmp_path / "b.wav"))]
+    assert (
+        first == again == [derive_id(str(tmp_path / "a.wav")), derive_id(str(tmp_path / "b.wav"))]
+    )
 
 
 def test_csv_ids_keep_their_leading_zeros_and_blank_text_becomes_null(tmp_path):
@@ -92,7 +99,9 @@ def test_a_manifest_without_the_audio_column_names_the_file_and_the_column(tmp_p
 
 
 def test_duplicate_ids_fail_with_examples(tmp_path):
-    uri = write_jsonl(tmp_path / "m.jsonl", [{"audio": "a.wav", "id": "x"}, {"audio": "b", "id": "x"}])
+    uri = write_jsonl(
+        tmp_path / "m.jsonl", [{"audio": "a.wav", "id": "x"}, {"audio": "b", "id": "x"}]
+    )
     with pytest.raises(ManifestError, match="1 ids appear more than once.*'x'"):
         read_manifest(ManifestConfig(uri=uri))
 

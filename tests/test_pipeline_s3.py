@@ -46,7 +46,9 @@ def corpus(s3):
     s3.put("corpus1/clips/empty.wav", b"")
     s3.put("corpus1/clips/too-short.wav", encode(tone(0.05, 16000, 1), 16000, "wav"))
     rows += [{"id": name, "audio": f"clips/{name}.wav"} for name in BAD]
-    manifest = s3.put("corpus1/manifest.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    manifest = s3.put(
+        "corpus1/manifest.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode()
+    )
     return manifest, rows
 
 

@@ -1,0 +1,124 @@
+"""The command line and the one-file API: clear one-line errors for bad input, the toolkit's
+return value for one file, models loaded once per process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from speech_emotion import predict_emotion
+from speech_emotion.predict import _CACHE, clear_model_cache
+
+from .audiogen import encode, tone
+
+
+def speech_emotion(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "speech_emotion.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture
+def wav(tmp_path):
+    path = tmp_path / "clip.wav"
+    path.write_bytes(encode(tone(0.8, 16000, 1), 16000, "wav"))
+    return path
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+def test_a_manifest_without_an_audio_column_fails_in_one_line(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"path": "a.wav"}\n')
+    result = speech_emotion("annotate", str(tmp_path / "m.jsonl"), str(tmp_path / "out"))
+    assert_clean_failure(result, "m.jsonl: no 'audio' column", "--audio-column")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_hub_model_is_named_before_any_work_starts(tmp_path, wav):
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio": str(wav)}) + "\n")
+    result = speech_emotion("annotate", str(tmp_path / "m.jsonl"), str(tmp_path / "out"))
+    assert_clean_failure(result, "UMUTeam/w2v-bert-beto-concat-emotion-en", "object storage")
+
+
+def test_an_invalid_setting_names_the_setting_and_value(tmp_path):
+    result = speech_emotion("annotate", "m.jsonl", "out", "--batch-size", "0")
+    assert_clean_failure(result, "batch_size=0 is invalid")
+
+
+def test_predict_prints_the_toolkit_result_for_one_file(tiny_models, wav):
+    result = speech_emotion(
+        "predict",
+        str(wav),
+        "--text",
+        "what a surprise",
+        "--emotion-model",
+        str(tiny_models.emotion["concat"]),
+        "--text-encoder",
+        str(tiny_models.text_encoder),
+    )
+    assert result.returncode == 0, result.stderr
+    prediction = json.loads(result.stdout)
+    assert set(prediction) == {"top_label", "top_score", "scores"}
+    assert prediction["top_score"] == max(prediction["scores"].values())
+    assert sum(prediction["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_predict_emotion_keeps_its_models_loaded_across_calls(tiny_models, wav):
+    clear_model_cache()
+    kwargs = {
+        "model_id": str(tiny_models.emotion["mean"]),
+        "mode": "mean",
+        "language": "en",
+        "device": "cpu",
+        "text_encoder": str(tiny_models.text_encoder),
+    }
+    first = predict_emotion(str(wav), "hello", **kwargs)
+    (predictor,) = _CACHE.values()
+    classifier = predictor.classifier
+    second = predict_emotion(str(wav), "hello", **kwargs)
+    assert first == second
+    assert list(_CACHE.values()) == [predictor] and predictor.classifier is classifier
+
+
+def test_predict_emotion_transcribes_with_whisper_when_no_text_is_given(tiny_models, wav):
+    result = predict_emotion(
+        str(wav),
+        model_id=str(tiny_models.emotion["concat"]),
+        mode="concat",
+        language="en",
+        text_encoder=str(tiny_models.text_encoder),
+        whisper_model=str(tiny_models.whisper),
+    )
+    assert result["top_label"] in result["scores"]
+
+
+def test_predict_emotion_text_mode_reads_the_toolkit_model_config_file(tiny_models, tmp_path):
+    config = tmp_path / "models.json"
+    config.write_text(json.dumps({"en": {"text": str(tiny_models.text_classifier)}}))
+    result = predict_emotion(
+        text="please leave me alone", mode="text", language="en", model_config_path=str(config)
+    )
+    assert set(result["scores"]) == {
+        "angry",
+        "disgust",
+        "fear",
+        "happy",
+        "neutral",
+        "sad",
+        "surprise",
+    }

@@ -1,0 +1,55 @@
+"""Models come from a local folder, object storage (copied once per node) or the hub, and every
+failure names the model."""
+
+from __future__ import annotations
+
+import pytest
+
+from speech_emotion.errors import ModelLoadError
+from speech_emotion.sources import check_model_source, resolve_model
+
+
+def upload_folder(s3, folder, prefix: str) -> str:
+    for path in folder.iterdir():
+        s3.put(f"{prefix}/{path.name}", path.read_bytes())
+    return s3.url(prefix)
+
+
+def test_an_object_storage_model_is_copied_once_and_then_reused(s3, tiny_models, tmp_path):
+    import fsspec
+
+    uri = upload_folder(s3, tiny_models.emotion["audio"], "models/audio-v1")
+    assert check_model_source(uri) is None
+    first = resolve_model(uri, cache_dir=str(tmp_path))
+    assert (first.path / "model.safetensors").read_bytes() == (
+        tiny_models.emotion["audio"] / "model.safetensors"
+    ).read_bytes()
+    fsspec.filesystem("s3").rm(f"{s3.bucket}/models/audio-v1", recursive=True)
+    again = resolve_model(uri + "/", cache_dir=str(tmp_path))
+    assert again.path == first.path
+
+
+def test_a_missing_object_storage_model_is_named(s3, tmp_path):
+    with pytest.raises(ModelLoadError, match="models/nothing-here'.*no such folder"):
+        check_model_source(s3.url("models/nothing-here"))
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        resolve_model(s3.url("models/nothing-here"), cache_dir=str(tmp_path))
+
+
+def test_a_local_folder_is_used_in_place(tiny_models):
+    resolved = resolve_model(str(tiny_models.text_encoder))
+    assert (resolved.path, resolved.revision) == (tiny_models.text_encoder, None)
+
+
+def test_a_missing_local_folder_is_not_mistaken_for_a_hub_id(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        resolve_model(str(tmp_path / "absent"))
+
+
+def test_an_unreachable_hub_names_the_model_and_what_to_do(tmp_path):
+    with pytest.raises(ModelLoadError, match="UMUTeam/w2v-bert-emotion-en.*object storage"):
+        check_model_source("UMUTeam/w2v-bert-emotion-en")
+    with pytest.raises(ModelLoadError, match="'large-v3-turbo'.*faster-whisper-large-v3-turbo"):
+        check_model_source("large-v3-turbo", whisper=True)
+    with pytest.raises(ModelLoadError, match="could not be downloaded"):
+        resolve_model("UMUTeam/w2v-bert-emotion-en", cache_dir=str(tmp_path))

@@ -1,0 +1,139 @@
+"""The stages, called directly (no Ray): same rows out as in, in order, failures carried along."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from speech_emotion.config import DecodeConfig, ModelConfig
+from speech_emotion.schema import CLIP_SCHEMA, DECODED_SCHEMA, OUTPUT_SCHEMA
+from speech_emotion.stages import DecodeStage, ModelPlan, ModelStage
+
+from .audiogen import encode, tone
+
+
+def clips_table(
+    tmp_path, specs: list[tuple[str, float | None, str | None, str | None]]
+) -> pa.Table:
+    """specs: (id, seconds or None for a missing file, text, language)."""
+    rows = []
+    for clip_id, seconds, text, language in specs:
+        path = tmp_path / f"{clip_id}.wav"
+        if seconds is not None:
+            path.write_bytes(encode(tone(seconds, 16000, 1, freq_hz=300.0), 16000, "wav"))
+        rows.append(
+            {
+                "id": clip_id,
+                "audio": str(path),
+                "text": text,
+                "language": language,
+                "start_s": 0.0,
+                "end_s": None,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=CLIP_SCHEMA)
+
+
+def model_stage(tiny_models, *, needs_whisper: bool = True, mode: str = "concat") -> ModelStage:
+    config = ModelConfig(
+        mode=mode,
+        emotion_model=str(tiny_models.emotion[mode]),
+        text_encoder=str(tiny_models.text_encoder),
+        whisper_model=str(tiny_models.whisper),
+    )
+    return ModelStage(config, ModelPlan(run_id="test-run", needs_whisper=needs_whisper))
+
+
+class CountingTranscriber:
+    """Wraps the real transcriber and records how many clips each call got."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+        self.languages = inner.languages
+
+    def transcribe(self, waveforms, languages):
+        self.calls.append(len(waveforms))
+        return self.inner.transcribe(waveforms, languages)
+
+
+def test_decode_keeps_rows_in_order_and_marks_failures(tmp_path):
+    table = clips_table(
+        tmp_path,
+        [
+            ("a", 0.5, None, None),
+            ("gone", None, None, None),
+            ("b", 0.05, None, None),
+            ("c", 1.0, None, None),
+        ],
+    )
+    out = DecodeStage(DecodeConfig(min_duration_s=0.1))(table)
+    assert out.schema == DECODED_SCHEMA
+    assert out["id"].to_pylist() == ["a", "gone", "b", "c"]
+    assert out["error_code"].to_pylist() == [None, "missing_object", "too_short", None]
+    assert [len(w) for w in out["waveform"].to_pylist()] == [8000, 0, 0, 16000]
+    # A clip too short for the model still reports what it is.
+    assert out["duration_s"].to_pylist()[2] == pytest.approx(0.05)
+
+
+def test_decode_refuses_files_longer_than_the_maximum(tmp_path):
+    table = clips_table(tmp_path, [("long", 3.0, None, None)])
+    out = DecodeStage(DecodeConfig(max_duration_s=2.0))(table)
+    assert out["error_code"].to_pylist() == ["too_long"]
+    assert "longer than the 2 s limit" in out["error"][0].as_py()
+
+
+def test_only_rows_without_a_transcript_go_through_whisper(tiny_models, tmp_path):
+    table = clips_table(
+        tmp_path,
+        [
+            ("given", 0.6, "hello world", None),
+            ("heard", 0.8, None, None),
+            ("also-heard", 0.4, None, "es"),
+        ],
+    )
+    stage = model_stage(tiny_models)
+    stage.transcriber = spy = CountingTranscriber(stage.transcriber)
+    out = stage(DecodeStage(DecodeConfig())(table))
+    assert out.schema == OUTPUT_SCHEMA
+    assert spy.calls == [2]
+    rows = {row["id"]: row for row in out.to_pylist()}
+    assert rows["given"]["transcript_source"] == "manifest"
+    assert (
+        rows["heard"]["transcript_source"] == rows["also-heard"]["transcript_source"] == "whisper"
+    )
+    assert rows["also-heard"]["language"] == "es"
+
+
+def test_whisper_is_not_loaded_when_every_row_has_a_transcript(tiny_models, tmp_path):
+    stage = model_stage(tiny_models, needs_whisper=False)
+    assert stage.transcriber is None
+    table = clips_table(tmp_path, [("a", 0.5, "hello", None)])
+    assert stage(DecodeStage(DecodeConfig())(table))["status"].to_pylist() == ["ok"]
+
+
+def test_audio_mode_needs_neither_whisper_nor_text(tiny_models, tmp_path):
+    stage = model_stage(tiny_models, mode="audio")
+    assert stage.transcriber is None
+    out = stage(DecodeStage(DecodeConfig())(clips_table(tmp_path, [("a", 0.5, None, None)])))
+    row = out.to_pylist()[0]
+    assert (row["status"], row["transcript"], row["text_encoder"]) == ("ok", None, None)
+
+
+def test_a_language_whisper_does_not_know_is_an_error_row_not_a_crash(tiny_models, tmp_path):
+    table = clips_table(tmp_path, [("odd", 0.5, None, "klingon"), ("fine", 0.5, None, None)])
+    out = model_stage(tiny_models)(DecodeStage(DecodeConfig())(table)).to_pylist()
+    assert out[0]["error_code"] == "unsupported_language"
+    assert out[0]["error"].startswith("transcribe: language 'klingon'")
+    assert out[1]["status"] == "ok"
+
+
+def test_decode_failures_pass_through_the_model_stage_untouched(tiny_models, tmp_path):
+    table = clips_table(tmp_path, [("gone", None, None, None)])
+    row = model_stage(tiny_models)(DecodeStage(DecodeConfig())(table)).to_pylist()[0]
+    assert (row["status"], row["error_code"], row["run_id"]) == (
+        "error",
+        "missing_object",
+        "test-run",
+    )
+    assert row["emotion_model"] is None
