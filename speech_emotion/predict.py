@@ -19,57 +19,30 @@ _CACHE_LOCK = threading.Lock()
 
 
 class Predictor:
-    """Models for one :class:`ModelConfig`, loaded on first use and kept."""
+    """Models for one :class:`ModelConfig`, each loaded on first use and kept."""
 
     def __init__(self, config: ModelConfig) -> None:
-        from .stages import _torch_settings
+        from .models import resolve_device
 
         self.config = config
-        self.device, self.dtype = _torch_settings(config)
+        self.device = resolve_device(config)
         self._classifier = None
         self._transcriber = None
 
     @property
     def classifier(self):
         if self._classifier is None:
-            from .emotion import EmotionClassifier
-            from .sources import resolve_model
+            from .models import load_classifier
 
-            cfg = self.config
-            emotion = resolve_model(cfg.emotion_model_source, cache_dir=cfg.cache_dir)
-            encoder = (
-                resolve_model(cfg.text_encoder_source, cache_dir=cfg.cache_dir)
-                if cfg.text_encoder_source
-                else None
-            )
-            self._classifier = EmotionClassifier(
-                emotion.path,
-                mode=cfg.mode,
-                text_encoder_dir=encoder.path if encoder else None,
-                device=self.device,
-                dtype=self.dtype,
-                model_source=emotion.source,
-                text_encoder_source=encoder.source if encoder else None,
-            )
+            self._classifier, _, _ = load_classifier(self.config, self.device)
         return self._classifier
 
     @property
     def transcriber(self):
         if self._transcriber is None:
-            from .asr import WhisperTranscriber
-            from .sources import resolve_model
+            from .models import load_transcriber
 
-            cfg = self.config
-            whisper = resolve_model(cfg.whisper_model, whisper=True, cache_dir=cfg.cache_dir)
-            compute_type = (
-                "default" if cfg.whisper_compute_type == "auto" else cfg.whisper_compute_type
-            )
-            self._transcriber = WhisperTranscriber(
-                str(whisper.path),
-                device=self.device,
-                compute_type=compute_type,
-                beam_size=cfg.beam_size,
-            )
+            self._transcriber, _ = load_transcriber(self.config, self.device)
         return self._transcriber
 
     def predict(self, audio_path: str | None = None, text: str | None = None) -> dict:

@@ -150,22 +150,6 @@ def _waveforms(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
     return [values[offsets[i] : offsets[i + 1]] for i in range(len(array))]
 
 
-def _torch_settings(config: ModelConfig) -> tuple[str, object]:
-    import torch
-
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    precision = config.precision
-    if precision == "auto":
-        if device == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "fp32"
-    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    return device, dtypes[precision]
-
-
 class ModelStage:
     """Whisper where a transcript is missing, then the emotion model, for a batch of clips."""
 
@@ -174,51 +158,29 @@ class ModelStage:
     ) -> None:
         import torch
 
-        from .emotion import EmotionClassifier
-        from .sources import resolve_model
+        from .models import load_classifier, load_transcriber, resolve_device
 
         self.config = config
         self.plan = plan
-        if cpu_threads:
-            torch.set_num_threads(max(1, cpu_threads))
-        device, dtype = _torch_settings(config)
-        cache = config.cache_dir
-        emotion = resolve_model(
-            config.emotion_model_source, revision=plan.emotion_revision, cache_dir=cache
-        )
-        encoder = None
-        if config.text_encoder_source:
-            encoder = resolve_model(
-                config.text_encoder_source, revision=plan.text_encoder_revision, cache_dir=cache
-            )
-        self.classifier = EmotionClassifier(
-            emotion.path,
-            mode=config.mode,
-            text_encoder_dir=encoder.path if encoder else None,
-            device=device,
-            dtype=dtype,
-            max_batch_clips=batch_size,
-            model_source=emotion.source,
-            text_encoder_source=encoder.source if encoder else None,
+        # Ray sets OMP_NUM_THREADS from the actor's CPUs; torch needs telling as well.
+        torch.set_num_threads(max(1, cpu_threads))
+        device = resolve_device(config)
+        self.classifier, emotion, encoder = load_classifier(
+            config,
+            device,
+            batch_size=batch_size,
+            emotion_revision=plan.emotion_revision,
+            text_encoder_revision=plan.text_encoder_revision,
         )
         self.transcriber = None
         self.whisper_languages: frozenset[str] = frozenset()
         if plan.needs_whisper and config.needs_text:
-            from .asr import WhisperTranscriber
-
-            whisper = resolve_model(
-                config.whisper_model, whisper=True, revision=plan.whisper_revision, cache_dir=cache
-            )
-            compute_type = (
-                "default" if config.whisper_compute_type == "auto" else config.whisper_compute_type
-            )
-            self.transcriber = WhisperTranscriber(
-                str(whisper.path),
-                device=device,
-                compute_type=compute_type,
+            self.transcriber, _ = load_transcriber(
+                config,
+                device,
                 batch_size=batch_size,
-                beam_size=config.beam_size,
                 cpu_threads=cpu_threads,
+                revision=plan.whisper_revision,
             )
             self.whisper_languages = frozenset(self.transcriber.languages)
         self.model_columns = {

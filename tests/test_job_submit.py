@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,18 @@ class RayHead:
     dashboard_url: str
     env: dict[str, str]
 
+    def jobs_api_status(self, token: str | None) -> int | None:
+        """HTTP status of listing jobs, sending ``token`` as a bearer token; None if unreachable."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"{self.dashboard_url}/api/jobs/", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return None
+
     @property
     def log(self) -> str:
         return (self.temp_dir / "head.log").read_text(errors="replace")
@@ -223,21 +236,13 @@ def _start_head(temp_dir: Path) -> RayHead:
         )
     head = RayHead(process, temp_dir, f"http://127.0.0.1:{dashboard}", _ray_env(token_path))
     deadline = time.monotonic() + HEAD_START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
+    # Ready means the jobs API answers a request carrying the token.
+    while head.jobs_api_status(token_path.read_text()) != 200:
+        if process.poll() is not None or time.monotonic() > deadline:
             head.stop()
-            pytest.fail(f"ray start exited with {process.returncode}:\n{head.log}")
-        try:
-            # Public endpoint (no token needed); answers once the dashboard serves the jobs API.
-            with urllib.request.urlopen(f"{head.dashboard_url}/api/healthz", timeout=2):
-                return head
-        except OSError:
-            if time.monotonic() > deadline:
-                head.stop()
-                pytest.fail(
-                    f"the dashboard did not come up in {HEAD_START_TIMEOUT_S} s:\n{head.log}"
-                )
-            time.sleep(0.5)
+            pytest.fail(f"the head's jobs API did not come up:\n{head.log}")
+        time.sleep(0.5)
+    return head
 
 
 def _write_corpus(root: Path) -> Path:
@@ -262,6 +267,8 @@ def _session_ray_daemons() -> dict[int, Proc]:
 class JobRun:
     submit: subprocess.CompletedProcess
     logs: str
+    tokenless_status: int | None
+    wrong_token_status: int | None
     rows: dict[str, dict]
     leftovers: dict[int, Proc]
     session_daemons_lost: set[int]
@@ -301,6 +308,8 @@ def job_run(tmp_path_factory, tiny_models) -> JobRun:
         submission_id = f"test-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         args = _submit_args(head.dashboard_url, submission_id, manifest, output, tiny_models)
         submit = head.ray(*args, timeout_s=JOB_TIMEOUT_S)
+        tokenless_status = head.jobs_api_status(None)
+        wrong_token_status = head.jobs_api_status(secrets.token_hex(32))
         logs = head.ray("job", "logs", "--address", head.dashboard_url, submission_id, timeout_s=60)
         assert logs.returncode == 0, logs.stdout + logs.stderr
     finally:
@@ -309,6 +318,8 @@ def job_run(tmp_path_factory, tiny_models) -> JobRun:
     return JobRun(
         submit=submit,
         logs=logs.stdout,
+        tokenless_status=tokenless_status,
+        wrong_token_status=wrong_token_status,
         rows=_read_output(output) if submit.returncode == 0 else {},
         leftovers=leftovers,
         session_daemons_lost=session_daemons.keys() - _still_running(session_daemons).keys(),
@@ -330,6 +341,10 @@ def _read_output(output: Path) -> dict[str, dict]:
 def test_ray_job_submit_waits_for_the_job_and_exits_zero(job_run):
     assert job_run.submit.returncode == 0, job_run.submit.stdout + job_run.submit.stderr
     assert "succeeded" in job_run.submit.stdout
+
+
+def test_the_head_refuses_requests_without_its_token(job_run):
+    assert (job_run.tokenless_status, job_run.wrong_token_status) == (401, 403)
 
 
 def test_the_job_logs_end_with_the_run_summary(job_run):

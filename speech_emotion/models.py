@@ -1,0 +1,100 @@
+"""Loading the configured models onto the configured device: shared by the model stage and the
+one-file API, so both run exactly the same models the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .config import ModelConfig
+from .sources import ResolvedModel, resolve_model
+
+if TYPE_CHECKING:
+    import torch
+
+    from .asr import WhisperTranscriber
+    from .emotion import EmotionClassifier
+
+__all__ = ["Device", "resolve_device", "load_classifier", "load_transcriber"]
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+@dataclass(frozen=True)
+class Device:
+    torch_device: str
+    torch_dtype: torch.dtype
+    whisper_compute_type: str
+
+
+def resolve_device(config: ModelConfig) -> Device:
+    """CUDA when configured or available, half precision there; fp32 and int8 on CPU."""
+    import torch
+
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = config.precision
+    if precision == "auto":
+        if device == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "fp32"
+    # "default" lets CTranslate2 pick: float16 on CUDA, int8 on CPU.
+    compute = "default" if config.whisper_compute_type == "auto" else config.whisper_compute_type
+    return Device(device, getattr(torch, _DTYPES[precision]), compute)
+
+
+def load_classifier(
+    config: ModelConfig,
+    device: Device,
+    *,
+    batch_size: int = 16,
+    emotion_revision: str | None = None,
+    text_encoder_revision: str | None = None,
+) -> tuple[EmotionClassifier, ResolvedModel, ResolvedModel | None]:
+    from .emotion import EmotionClassifier
+
+    emotion = resolve_model(
+        config.emotion_model_source, revision=emotion_revision, cache_dir=config.cache_dir
+    )
+    encoder = None
+    if config.text_encoder_source:
+        encoder = resolve_model(
+            config.text_encoder_source, revision=text_encoder_revision, cache_dir=config.cache_dir
+        )
+    classifier = EmotionClassifier(
+        emotion.path,
+        mode=config.mode,
+        text_encoder_dir=encoder.path if encoder else None,
+        device=device.torch_device,
+        dtype=device.torch_dtype,
+        max_batch_clips=batch_size,
+        model_source=emotion.source,
+        text_encoder_source=encoder.source if encoder else None,
+    )
+    return classifier, emotion, encoder
+
+
+def load_transcriber(
+    config: ModelConfig,
+    device: Device,
+    *,
+    batch_size: int = 16,
+    cpu_threads: int = 0,
+    revision: str | None = None,
+) -> tuple[WhisperTranscriber, ResolvedModel]:
+    from .asr import WhisperTranscriber
+
+    whisper = resolve_model(
+        config.whisper_model, whisper=True, revision=revision, cache_dir=config.cache_dir
+    )
+    transcriber = WhisperTranscriber(
+        str(whisper.path),
+        device=device.torch_device,
+        compute_type=device.whisper_compute_type,
+        batch_size=batch_size,
+        beam_size=config.beam_size,
+        cpu_threads=cpu_threads,
+    )
+    return transcriber, whisper
