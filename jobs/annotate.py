@@ -1,7 +1,8 @@
 """Ray job entrypoint: the same arguments as ``speech-emotion annotate``.
 
-    ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python jobs/annotate.py s3://bucket/manifest.jsonl s3://bucket/labels/
+    ray job submit --address http://HEAD:8265 --working-dir . \
+        --runtime-env-json '{"excludes": [".venv", ".git", ".models", "example-output"]}' \
+        --entrypoint-num-cpus 0 -- python jobs/annotate.py s3://bucket/manifest.jsonl s3://out/
 
 Inside a Ray job, RAY_ADDRESS is set, so the driver joins the cluster instead of starting one.
 """

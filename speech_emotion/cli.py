@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -72,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--cpus-per-gpu-worker", type=float, default=1.0)
     annotate.add_argument("--min-duration-s", type=float, default=0.1)
     annotate.add_argument("--max-duration-s", type=float, default=1800.0)
-    annotate.add_argument("--ray-address", help="Ray cluster to join (default: start a local Ray)")
+    annotate.add_argument(
+        "--ray-address",
+        help="Ray cluster to join (default: the job's cluster under `ray job submit`, else a "
+        "new local Ray)",
+    )
     annotate.add_argument("--run-id", help="identifier recorded in every row (default: time-based)")
 
     predict = commands.add_parser("predict", help="classify one file (models cached per process)")
@@ -102,7 +107,9 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
             gpu_workers=args.gpu_workers,
             num_gpus_per_worker=args.num_gpus_per_worker,
             cpus_per_gpu_worker=args.cpus_per_gpu_worker,
-            ray_address=args.ray_address,
+            # Inside `ray job submit`, Ray sets RAY_ADDRESS; a plain run starts its own Ray rather
+            # than joining whatever cluster happens to run on the machine.
+            ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or "local",
         ),
         **extra,
     )

@@ -187,8 +187,8 @@ class ResourceConfig:
     """GPUs per model actor; 0 for CPU-only runs."""
     cpus_per_gpu_worker: float = 1.0
     """CPUs per model actor (also its torch thread count on CPU-only runs)."""
-    ray_address: str | None = None
-    """Ray cluster to join; None starts a local Ray."""
+    ray_address: str = "local"
+    """Ray cluster to join (e.g. ray://head:10001, auto); "local" starts a Ray for this run."""
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "decode_batch_size", "cpu_workers", "gpu_workers"):

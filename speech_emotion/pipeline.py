@@ -82,6 +82,8 @@ def build_dataset(config: JobConfig, clips: pa.Table, plan: ModelPlan):
     from ray.data import ActorPoolStrategy
 
     res = config.resources
+    # A GPU actor already reserves one CPU, and Ray warns when both are given: say what differs.
+    default_cpus = res.num_gpus_per_worker > 0 and res.cpus_per_gpu_worker == 1
     ds = ray.data.from_arrow(_blocks(clips, res.cpu_workers))
     ds = ds.map_batches(
         DecodeStage,
@@ -101,7 +103,7 @@ def build_dataset(config: JobConfig, clips: pa.Table, plan: ModelPlan):
         },
         batch_size=res.batch_size,
         batch_format="pyarrow",
-        num_cpus=res.cpus_per_gpu_worker,
+        num_cpus=None if default_cpus else res.cpus_per_gpu_worker,
         num_gpus=res.num_gpus_per_worker,
         compute=ActorPoolStrategy(min_size=1, max_size=res.gpu_workers),
     )
