@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--num-gpus-per-worker", type=float, default=0.0)
     parser.add_argument("--cpu-workers", type=int, default=1)
     parser.add_argument("--gpu-workers", type=int, default=1)
+    parser.add_argument("--cpus-per-gpu-worker", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -152,6 +153,7 @@ def main() -> None:
                 cpu_workers=args.cpu_workers,
                 gpu_workers=args.gpu_workers,
                 num_gpus_per_worker=args.num_gpus_per_worker,
+                cpus_per_gpu_worker=args.cpus_per_gpu_worker,
             ),
         )
         print(f"corpus: {args.clips} clips, {audio_s / 60:.1f} min of audio; tiny models: {tiny}")

@@ -311,7 +311,8 @@ def _submit_args(dashboard_url: str, submission_id: str, manifest: Path, output:
 
 
 @pytest.fixture(scope="module")
-def job_run(tmp_path_factory, tiny_models) -> JobRun:
+def job_run(tmp_path_factory, tiny_models, ray_cluster) -> JobRun:
+    # ray_cluster: the session's own Ray is up, so teardown is shown to leave it alone.
     corpus = tmp_path_factory.mktemp("corpus")
     manifest = _write_corpus(corpus)
     output = corpus / "labels"
@@ -403,6 +404,5 @@ def test_stopping_the_head_leaves_none_of_its_processes_running(job_run):
 
 
 def test_stopping_the_head_leaves_the_sessions_own_ray_running(job_run):
-    if not job_run.session_daemons:
-        pytest.skip("no Ray of this pytest process was running (ray_cluster not set up yet)")
+    assert job_run.session_daemons, "the session's own Ray was not found before the test"
     assert job_run.session_daemons_lost == set()
