@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -146,14 +147,25 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _root_cause(exc: BaseException) -> BaseException | None:
-    """The known failure inside an exception Ray wrapped on its way to the driver."""
+# Ray keeps only the text of an actor's __init__ error (e.g. a checkpoint that does not fit the
+# mode, found on the GPU node), so a known failure is also recognised by name in that text.
+_KNOWN_IN_TEXT = re.compile(
+    r"speech_emotion\.(?:errors|config)\.(?:ConfigError|ManifestError|ModelLoadError): (.+)"
+)
+
+
+def _known_failure(exc: BaseException) -> str | None:
+    """The message of a known failure, however deeply Ray wrapped it on its way to the driver."""
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, _KNOWN_FAILURES):
-            return exc
-        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _KNOWN_FAILURES):
+            return str(current)
+        found = _KNOWN_IN_TEXT.findall(str(current))
+        if found:
+            return found[-1]
+        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
     return None
 
 
@@ -167,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except Exception as exc:
-        known = _root_cause(exc)
+        known = _known_failure(exc)
         if known is None:
             raise
         print(f"speech-emotion: error: {known}", file=sys.stderr)

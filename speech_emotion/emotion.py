@@ -44,6 +44,7 @@ FEATURE_EXTRACTOR_KWARGS = {
     "return_tensors": "pt",
 }
 TEXT_MAX_TOKENS = 512
+SAMPLE_RATE_HZ = 16000
 # Present in some checkpoints, never used at inference.
 _OPTIONAL_KEYS = frozenset({"wav2vec2_bert.masked_spec_embed"})
 
@@ -317,6 +318,29 @@ class _TextOnlyModel:
         return self.model(**tokens).logits
 
 
+def micro_batches(
+    sizes: Sequence[int], max_clips: int, max_padded: float | None = None
+) -> list[np.ndarray]:
+    """Indices of clips grouped shortest first, so padding stays small.
+
+    A group ends at ``max_clips`` clips, or before its padded size (clips x longest) passes
+    ``max_padded``: the encoder's attention grows with the square of a clip's length, and a batch
+    of long clips would not fit in memory. A clip over the budget on its own still runs, alone.
+    """
+    order = np.argsort(sizes, kind="stable")
+    groups: list[np.ndarray] = []
+    start = 0
+    for end in range(1, len(order) + 1):
+        full = end - start > max_clips
+        too_big = max_padded is not None and (end - start) * sizes[order[end - 1]] > max_padded
+        if (full or too_big) and end - 1 > start:
+            groups.append(order[start : end - 1])
+            start = end - 1
+    if start < len(order):
+        groups.append(order[start:])
+    return groups
+
+
 class EmotionClassifier:
     """Loads once, then classifies batches of clips into label probabilities."""
 
@@ -329,6 +353,7 @@ class EmotionClassifier:
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         max_batch_clips: int = 16,
+        max_batch_padded_s: float = 320.0,
         model_source: str | None = None,
         text_encoder_source: str | None = None,
     ) -> None:
@@ -336,6 +361,7 @@ class EmotionClassifier:
         self.device = device
         self.dtype = dtype
         self.max_batch_clips = max_batch_clips
+        self.max_batch_padded_s = max_batch_padded_s
         source = model_source or str(model_dir)
         self._text_only: _TextOnlyModel | None = None
         self._text_encoder: TextEncoder | None = None
@@ -391,13 +417,10 @@ class EmotionClassifier:
             raise ValueError(f"mode {self.mode!r} needs one text per clip")
         if count == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        if self.needs_audio:
-            order = np.argsort([len(w) for w in waveforms], kind="stable")
-        else:
-            order = np.argsort([len(t) for t in texts], kind="stable")
+        sizes = [len(w) for w in waveforms] if self.needs_audio else [len(t) for t in texts]
+        budget = self.max_batch_padded_s * SAMPLE_RATE_HZ if self.needs_audio else None
         probabilities = np.empty((count, len(self.labels)), dtype=np.float32)
-        for start in range(0, count, self.max_batch_clips):
-            index = order[start : start + self.max_batch_clips]
+        for index in micro_batches(sizes, self.max_batch_clips, budget):
             batch_waves = [waveforms[i] for i in index] if self.needs_audio else None
             batch_texts = [texts[i] for i in index] if self.needs_text else None
             logits = self._logits(batch_waves, batch_texts)

@@ -55,6 +55,27 @@ def test_an_unreachable_hub_model_is_named_before_any_work_starts(tmp_path, wav)
     assert_clean_failure(result, "UMUTeam/w2v-bert-beto-concat-emotion-en", "object storage")
 
 
+def test_a_checkpoint_that_does_not_fit_the_mode_ends_the_run_with_one_clear_line(
+    tmp_path, wav, tiny_models
+):
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio": str(wav)}) + "\n")
+    result = speech_emotion(
+        "annotate",
+        str(tmp_path / "m.jsonl"),
+        str(tmp_path / "out"),
+        "--mode",
+        "audio",
+        "--emotion-model",
+        str(tiny_models.emotion["concat"]),
+        "--num-gpus-per-worker",
+        "0",
+    )
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("speech-emotion: error: emotion model")
+    assert "mode 'audio'" in last_line
+
+
 def test_an_invalid_setting_names_the_setting_and_value(tmp_path):
     result = speech_emotion("annotate", "m.jsonl", "out", "--batch-size", "0")
     assert_clean_failure(result, "batch_size=0 is invalid")

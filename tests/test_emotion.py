@@ -180,3 +180,25 @@ def test_text_padding_does_not_change_the_cls_vector(tiny_models):
     together = encoder.encode(texts)
     alone = torch.cat([encoder.encode([t]) for t in texts])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_micro_batches_keep_every_clip_once_and_respect_both_limits():
+    from speech_emotion.emotion import micro_batches
+
+    sizes = [5, 100, 1, 40, 40, 3, 250, 7]
+    groups = micro_batches(sizes, max_clips=3, max_padded=100)
+    assert sorted(i for group in groups for i in group) == list(range(len(sizes)))
+    for group in groups:
+        longest = max(sizes[i] for i in group)
+        assert len(group) <= 3
+        assert len(group) * longest <= 100 or len(group) == 1
+    # Shortest first, so each group's clips are of similar length.
+    assert [sizes[i] for i in groups[0]] == [1, 3, 5]
+
+
+def test_long_clips_run_in_smaller_micro_batches_with_the_same_result(tiny_models):
+    waves, texts = clips()
+    model = classifier(tiny_models, "concat")
+    everything = model.classify(waves, texts)
+    model.max_batch_padded_s = 1.0
+    np.testing.assert_allclose(model.classify(waves, texts), everything, atol=1e-5)
