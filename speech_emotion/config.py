@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 __all__ = [
     "MODES",
     "FUSION_MODES",
+    "TEXT_MODES",
+    "AUDIO_MODES",
     "DEFAULT_EMOTION_MODELS",
     "DEFAULT_TEXT_ENCODERS",
     "DEFAULT_WHISPER_MODEL",
@@ -28,6 +30,8 @@ __all__ = [
 
 MODES = ("concat", "audio", "mean", "multihead", "text")
 FUSION_MODES = ("concat", "mean", "multihead")
+TEXT_MODES = (*FUSION_MODES, "text")
+AUDIO_MODES = (*FUSION_MODES, "audio")
 
 # The published checkpoints (emotion-model.md); Spanish where the job language is Spanish.
 DEFAULT_EMOTION_MODELS = {
@@ -164,11 +168,11 @@ class ModelConfig:
 
     @property
     def needs_text(self) -> bool:
-        return self.mode != "audio"
+        return self.mode in TEXT_MODES
 
     @property
     def needs_audio(self) -> bool:
-        return self.mode != "text"
+        return self.mode in AUDIO_MODES
 
 
 @dataclass(frozen=True)

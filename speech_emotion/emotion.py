@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import AUDIO_MODES, TEXT_MODES
 from .errors import ModelLoadError
 
 __all__ = [
@@ -261,6 +262,14 @@ def labels_for(num_labels: int, config_id2label: dict | None = None) -> tuple[st
     raise ModelLoadError(f"a {num_labels}-label checkpoint matches neither label set")
 
 
+def _tokenize(tokenizer, texts: Sequence[str], device: str):
+    # Padded to the batch's longest text, not to 512 as the toolkit does: the attention mask
+    # leaves the outputs unchanged, and short transcripts cost a fraction.
+    return tokenizer(
+        list(texts), padding=True, truncation=True, max_length=TEXT_MAX_TOKENS, return_tensors="pt"
+    ).to(device)
+
+
 class TextEncoder:
     """A frozen encoder's [CLS] vector of the last hidden state (no pooler), as the toolkit does."""
 
@@ -277,14 +286,7 @@ class TextEncoder:
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        # Padded to the batch's longest text, not to 512: the mask keeps [CLS] unchanged.
-        tokens = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=TEXT_MAX_TOKENS,
-            return_tensors="pt",
-        ).to(self.device)
+        tokens = _tokenize(self.tokenizer, texts, self.device)
         return self.model(**tokens).last_hidden_state[:, 0]
 
 
@@ -308,14 +310,7 @@ class _TextOnlyModel:
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
-        tokens = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=TEXT_MAX_TOKENS,
-            return_tensors="pt",
-        ).to(self.device)
-        return self.model(**tokens).logits
+        return self.model(**_tokenize(self.tokenizer, texts, self.device)).logits
 
 
 def micro_batches(
@@ -396,11 +391,11 @@ class EmotionClassifier:
 
     @property
     def needs_text(self) -> bool:
-        return self.mode != "audio"
+        return self.mode in TEXT_MODES
 
     @property
     def needs_audio(self) -> bool:
-        return self.mode != "text"
+        return self.mode in AUDIO_MODES
 
     def classify(
         self, waveforms: Sequence[np.ndarray] | None, texts: Sequence[str] | None
