@@ -79,7 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="Ray cluster to join (default: the job's cluster under `ray job submit`, else a "
         "new local Ray)",
     )
-    annotate.add_argument("--run-id", help="identifier recorded in every row (default: time-based)")
+    annotate.add_argument(
+        "--run-id",
+        help="name of this run (default: resume the run that did not finish, else a new "
+        "time-based id)",
+    )
+    annotate.add_argument(
+        "--max-attempts", type=int, default=3, help="give up on a row after this many failures"
+    )
+    annotate.add_argument(
+        "--allowed-prefix",
+        action="append",
+        help="audio must be under this URI prefix (repeatable; default: the manifest's bucket "
+        "or folder)",
+    )
+
+    runs = commands.add_parser("runs", help="list the committed runs of an output dataset")
+    runs.add_argument("output", help="output Parquet dataset folder (any fsspec URI)")
 
     predict = commands.add_parser("predict", help="classify one file (models cached per process)")
     predict.add_argument("file", help="audio file (any fsspec URI)")
@@ -89,7 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def job_config_from_args(args: argparse.Namespace) -> JobConfig:
-    extra = {"run_id": args.run_id} if args.run_id else {}
     return JobConfig(
         manifest=ManifestConfig(
             uri=args.manifest,
@@ -99,7 +114,11 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
             language_column=args.language_column,
         ),
         output=args.output,
-        decode=DecodeConfig(min_duration_s=args.min_duration_s, max_duration_s=args.max_duration_s),
+        decode=DecodeConfig(
+            min_duration_s=args.min_duration_s,
+            max_duration_s=args.max_duration_s,
+            allowed_prefixes=tuple(args.allowed_prefix) if args.allowed_prefix else None,
+        ),
         models=_model_config(args),
         resources=ResourceConfig(
             batch_size=args.batch_size,
@@ -112,7 +131,8 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
             # than joining whatever cluster happens to run on the machine.
             ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or "local",
         ),
-        **extra,
+        run_id=args.run_id,
+        max_attempts=args.max_attempts,
     )
 
 
@@ -136,6 +156,26 @@ def _annotate(args: argparse.Namespace) -> int:
 
     summary = run(job_config_from_args(args))
     print(summary)
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .output import OutputStore
+
+    store = OutputStore(args.output)
+    print(
+        f"{'run_id':<26} {'run_date':<10} {'rows':>8} {'ok':>8} {'error':>7} "
+        f"{'skipped':>8} {'audio_h':>8} {'wall_s':>8}"
+    )
+    for r in store.records():
+        skipped = r["skipped_done"] + r["skipped_exhausted"]
+        print(
+            f"{r['run_id']:<26} {r['run_date']:<10} {r['rows']:>8} {r['ok']:>8} "
+            f"{r['rows'] - r['ok']:>7} {skipped:>8} {r['audio_s'] / 3600:>8.3f} "
+            f"{r['wall_s']:>8.1f}"
+        )
+    for run_id in store.uncommitted_runs():
+        print(f"{run_id:<26} (not committed: running, or crashed; re-run the job to resume it)")
     return 0
 
 
@@ -175,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    handler = _annotate if args.command == "annotate" else _predict
+    handler = {"annotate": _annotate, "predict": _predict, "runs": _runs}[args.command]
     try:
         return handler(args)
     except Exception as exc:

@@ -97,6 +97,8 @@ class DecodeConfig:
     """Longer files become `too_long` error rows, found without decoding the whole file."""
     fetch_threads: int = 8
     """Concurrent object reads per decode actor; reads are latency-bound, not CPU-bound."""
+    allowed_prefixes: tuple[str, ...] | None = None
+    """Audio outside these URI prefixes becomes an error row; None: the manifest's location."""
 
     def __post_init__(self) -> None:
         _require(
@@ -221,4 +223,17 @@ class JobConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
     resources: ResourceConfig = field(default_factory=ResourceConfig)
-    run_id: str = field(default_factory=new_run_id)
+    run_id: str | None = None
+    """None: resume the run that did not finish, else start a new one."""
+    max_attempts: int = 3
+    """A row that failed this many times is not tried again (raise it to retry)."""
+
+    def __post_init__(self) -> None:
+        _require(self.max_attempts >= 1, "max_attempts", self.max_attempts, ">= 1")
+        if self.run_id is not None:
+            _require(
+                bool(self.run_id) and "/" not in self.run_id and not self.run_id.startswith("_"),
+                "run_id",
+                self.run_id,
+                "a non-empty name without '/' that does not start with '_'",
+            )

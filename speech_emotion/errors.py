@@ -14,6 +14,7 @@ __all__ = ["ErrorCode", "RowError", "ManifestError", "ModelLoadError"]
 class ErrorCode(str, Enum):
     """Stable codes for the ``error_code`` output column; analysts group by these."""
 
+    OUTSIDE_ALLOWED_PREFIXES = "outside_allowed_prefixes"
     MISSING_OBJECT = "missing_object"
     READ_FAILED = "read_failed"
     EMPTY_FILE = "empty_file"

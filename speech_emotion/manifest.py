@@ -17,7 +17,7 @@ from .config import ManifestConfig
 from .errors import ManifestError
 from .schema import CLIP_SCHEMA
 
-__all__ = ["read_manifest", "derive_id", "FORMATS"]
+__all__ = ["read_manifest", "derive_id", "default_allowed_prefix", "within_prefixes", "FORMATS"]
 
 FORMATS = {
     ".jsonl": "json",
@@ -32,6 +32,34 @@ FORMATS = {
 def derive_id(audio_uri: str) -> str:
     """Stable across runs for the same URI, so re-runs and joins line up."""
     return hashlib.sha1(audio_uri.encode()).hexdigest()[:16]
+
+
+def _normalise_uri(uri: str) -> str:
+    if "://" in uri:
+        scheme, path = uri.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(path) if path else ''}"
+    return posixpath.normpath(posixpath.abspath(uri))
+
+
+def default_allowed_prefix(manifest_uri: str) -> str:
+    """The manifest's own bucket (object storage) or folder (a filesystem)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(manifest_uri)
+    if "://" in manifest_uri and not manifest_uri.startswith("file://"):
+        return manifest_uri.split("://", 1)[0] + "://" + path.split("/", 1)[0] + "/"
+    folder = path if fs.isdir(path) else posixpath.dirname(path)
+    return _normalise_uri(folder) + "/"
+
+
+def within_prefixes(uri: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether ``uri`` lies under one of ``prefixes``, after resolving ``..`` and the like."""
+    target = _normalise_uri(uri)
+    for prefix in prefixes:
+        base = _normalise_uri(prefix).rstrip("/")
+        if target == base or target.startswith(base + "/"):
+            return True
+    return False
 
 
 def _format_of(path: str) -> str | None:
@@ -146,6 +174,7 @@ def _normalise(table: pa.Table, fs, path: str, config: ManifestConfig) -> pa.Tab
             else pa.nulls(n, pa.string()),
             "start_s": pa.array([0.0] * n, pa.float64()),
             "end_s": pa.nulls(n, pa.float64()),
+            "attempt": pa.array([1] * n, pa.int32()),
         },
         schema=CLIP_SCHEMA,
     )

@@ -1,24 +1,27 @@
 """The annotation job: manifest in, labelled Parquet out, on Ray.
 
 Reads top to bottom: validate the manifest and the models on the driver (fail fast, before any
-worker starts), then decode on a CPU actor pool, run the models on a GPU actor pool, write Parquet,
-and read back this run's rows to check every manifest row came out exactly once.
+worker starts); skip what earlier runs finished; decode on a CPU actor pool and run the models on a
+GPU actor pool, writing Parquet into the run's staging folder; then compact, check every expected
+row came out exactly once, and commit the run by writing its record last.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import time
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import JobConfig
-from .manifest import read_manifest
-from .schema import STATUS_OK
+from .manifest import default_allowed_prefix, read_manifest
+from .output import OutputStore, RunRecord
+from .runs import RunSummary, choose_run_id, select_clips, summarise
+from .schema import SCHEMA_VERSION
 from .sources import check_model_source
 from .stages import DecodeStage, ModelPlan, ModelStage
 
@@ -32,35 +35,13 @@ _BLOCKS_PER_DECODE_WORKER = 4
 _MAX_ROWS_PER_BLOCK = 1024
 
 
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    rows: int
-    ok: int
-    errors: dict[str, int]
-    audio_s: float
-    wall_s: float
-
-    @property
-    def audio_s_per_s(self) -> float:
-        return self.audio_s / self.wall_s if self.wall_s else 0.0
-
-    def __str__(self) -> str:
-        errors = ", ".join(f"{code} {n}" for code, n in sorted(self.errors.items())) or "none"
-        return (
-            f"run {self.run_id}: {self.rows} rows, {self.ok} ok, {self.rows - self.ok} error "
-            f"({errors}); {self.audio_s / 3600:.3f} h of audio in {self.wall_s:.1f} s "
-            f"= {self.audio_s_per_s:.1f} audio-s/s"
-        )
-
-
-def plan_models(config: JobConfig, clips: pa.Table) -> ModelPlan:
+def plan_models(config: JobConfig, clips: pa.Table, run_id: str) -> ModelPlan:
     """Checks every model the run needs is reachable and pins hub revisions."""
     models = config.models
     needs_whisper = models.needs_text and pc.sum(pc.is_null(clips["text"])).as_py() > 0
     text_encoder = models.text_encoder_source
     return ModelPlan(
-        run_id=config.run_id,
+        run_id=run_id,
         needs_whisper=needs_whisper,
         emotion_revision=check_model_source(models.emotion_model_source),
         text_encoder_revision=check_model_source(text_encoder) if text_encoder else None,
@@ -68,6 +49,14 @@ def plan_models(config: JobConfig, clips: pa.Table) -> ModelPlan:
             check_model_source(models.whisper_model, whisper=True) if needs_whisper else None
         ),
     )
+
+
+def with_default_prefixes(config: JobConfig) -> JobConfig:
+    """Audio may come only from the manifest's own bucket or folder, unless told otherwise."""
+    if config.decode.allowed_prefixes is not None:
+        return config
+    prefixes = (default_allowed_prefix(config.manifest.uri),)
+    return replace(config, decode=replace(config.decode, allowed_prefixes=prefixes))
 
 
 def _blocks(clips: pa.Table, workers: int) -> list[pa.Table]:
@@ -109,60 +98,53 @@ def build_dataset(config: JobConfig, clips: pa.Table, plan: ModelPlan):
     )
 
 
-def _output_filesystem(uri: str):
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(uri)
-    return fs, path
-
-
-def _read_back(config: JobConfig) -> pa.Table:
-    import pyarrow.dataset as pads
-
-    fs, path = _output_filesystem(config.output)
-    dataset = pads.dataset(path, filesystem=fs, format="parquet")
-    return dataset.to_table(
-        columns=["id", "status", "error_code", "duration_s"],
-        filter=pc.field("run_id") == config.run_id,
-    )
-
-
-def _summarise(config: JobConfig, clips: pa.Table, written: pa.Table, wall_s: float) -> RunSummary:
-    if (
-        written.num_rows != clips.num_rows
-        or pc.count_distinct(written["id"]).as_py() != clips.num_rows
-    ):
-        # Should never happen; if it does, say so loudly rather than report a clean run.
-        raise RuntimeError(
-            f"run {config.run_id}: {clips.num_rows} manifest rows but "
-            f"{written.num_rows} output rows "
-            f"({pc.count_distinct(written['id']).as_py()} distinct ids) in {config.output}"
-        )
-    ok = pc.equal(written["status"], STATUS_OK)
-    codes = Counter(c for c in written["error_code"].to_pylist() if c is not None)
-    audio_s = pc.sum(pc.filter(written["duration_s"], ok)).as_py() or 0.0
-    return RunSummary(
-        run_id=config.run_id,
-        rows=written.num_rows,
-        ok=pc.sum(ok).as_py() or 0,
-        errors=dict(codes),
-        audio_s=audio_s,
-        wall_s=wall_s,
+def _record(config: JobConfig, summary: RunSummary, started_at: str, files: list[str]):
+    models = config.models
+    return RunRecord(
+        run_id=summary.run_id,
+        run_date=started_at[:10],
+        started_at=started_at,
+        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        wall_s=round(summary.wall_s, 3),
+        manifest=config.manifest.uri,
+        schema_version=SCHEMA_VERSION,
+        rows=summary.rows,
+        ok=summary.ok,
+        errors=summary.errors,
+        skipped_done=summary.skipped_done,
+        skipped_exhausted=summary.skipped_exhausted,
+        audio_s=round(summary.audio_s, 3),
+        files=files,
+        models={
+            "mode": models.mode,
+            "emotion_model": models.emotion_model_source,
+            "text_encoder": models.text_encoder_source,
+            "whisper_model": models.whisper_model,
+        },
     )
 
 
 def run(config: JobConfig) -> RunSummary:
-    """Runs one annotation job on the connected (or a new local) Ray cluster."""
+    """Runs (or resumes) one annotation job and commits it; returns what it did."""
     import ray
 
     started = time.monotonic()
     clips = read_manifest(config.manifest)
-    plan = plan_models(config, clips)
-    logger.info(
-        "run %s: %d clips, whisper needed: %s", config.run_id, clips.num_rows, plan.needs_whisper
-    )
-    if not ray.is_initialized():
-        ray.init(address=config.resources.ray_address)
-    fs, path = _output_filesystem(config.output)
-    build_dataset(config, clips, plan).write_parquet(path, filesystem=fs)
-    return _summarise(config, clips, _read_back(config), time.monotonic() - started)
+    config = with_default_prefixes(config)
+    store = OutputStore(config.output)
+    run_id, resumed = choose_run_id(config, store)
+    selection = select_clips(clips, store.history(resuming=run_id), config.max_attempts)
+    plan = plan_models(config, selection.todo, run_id)
+    started_at = store.start(run_id)
+    logger.info("run %s: %d clips to do", run_id, selection.todo.num_rows)
+    if selection.todo.num_rows:
+        if not ray.is_initialized():
+            ray.init(address=config.resources.ray_address)
+        dataset = build_dataset(config, selection.todo, plan)
+        dataset.write_parquet(store.staging(run_id), filesystem=store.fs)
+    files = store.compact(run_id, run_date=started_at[:10])
+    written = store.read_files(files, ["id", "status", "error_code", "duration_s"])
+    summary = summarise(run_id, selection, written, time.monotonic() - started, resumed)
+    store.write_record(_record(config, summary, started_at, files))
+    store.discard_staging(run_id)
+    return summary

@@ -38,6 +38,7 @@ CLIP_SCHEMA = pa.schema(
         pa.field("language", pa.string()),
         pa.field("start_s", pa.float64(), nullable=False),
         pa.field("end_s", pa.float64()),
+        pa.field("attempt", pa.int32(), nullable=False),
     ]
 )
 
@@ -102,6 +103,7 @@ _OUTPUT_COLUMNS: list[tuple[pa.Field, str]] = [
     (pa.field("text_encoder_revision", pa.string()), "Hub commit of the text encoder, if known."),
     (pa.field("whisper_model", pa.string()), "Whisper model, when it produced the transcript."),
     (pa.field("whisper_model_revision", pa.string()), "Hub commit of the Whisper model, if known."),
+    (pa.field("attempt", pa.int32(), nullable=False), "1 on a row's first run; retries count up."),
     (pa.field("run_id", pa.string(), nullable=False), "Identifier of the run that wrote the row."),
     (
         pa.field("processed_at", pa.timestamp("us", tz="UTC"), nullable=False),

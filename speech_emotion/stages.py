@@ -88,7 +88,15 @@ class DecodeStage:
     def _decode(self, uri: str) -> tuple[DecodedAudio | None, RowError | None]:
         """The decoded clip and/or why it cannot go on; a too-short clip keeps its metadata."""
         from .audio import decode_audio
+        from .manifest import within_prefixes
 
+        allowed = self.config.allowed_prefixes
+        if allowed is not None and not within_prefixes(uri, allowed):
+            return None, RowError(
+                ErrorCode.OUTSIDE_ALLOWED_PREFIXES,
+                f"{uri} is outside the allowed input prefixes ({', '.join(allowed)}); "
+                "widen them with --allowed-prefix",
+            )
         try:
             audio = decode_audio(read_bytes(uri), max_duration_s=self.config.max_duration_s)
         except RowError as exc:

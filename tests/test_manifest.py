@@ -75,6 +75,7 @@ def test_parquet_manifests_with_renamed_columns_are_read(tmp_path):
         "language": None,
         "start_s": 0.0,
         "end_s": None,
+        "attempt": 1,
     }
 
 

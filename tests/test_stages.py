@@ -29,6 +29,7 @@ def clips_table(
                 "language": language,
                 "start_s": 0.0,
                 "end_s": None,
+                "attempt": 1,
             }
         )
     return pa.Table.from_pylist(rows, schema=CLIP_SCHEMA)
