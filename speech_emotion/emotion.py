@@ -46,6 +46,8 @@ FEATURE_EXTRACTOR_KWARGS = {
 }
 TEXT_MAX_TOKENS = 512
 SAMPLE_RATE_HZ = 16000
+# Weights only from safetensors (a pickle can run code) and never a repo's own Python code.
+_SAFE_LOADING = {"use_safetensors": True, "trust_remote_code": False}
 # Present in some checkpoints, never used at inference.
 _OPTIONAL_KEYS = frozenset({"wav2vec2_bert.masked_spec_embed"})
 
@@ -278,7 +280,8 @@ class TextEncoder:
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(folder)
-            self.model = AutoModel.from_pretrained(folder, dtype=dtype).to(device).eval()
+            self.model = AutoModel.from_pretrained(folder, dtype=dtype, **_SAFE_LOADING)
+            self.model = self.model.to(device).eval()
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"text encoder {source!r} could not be loaded: {exc}") from exc
         self.device = device
@@ -298,7 +301,9 @@ class _TextOnlyModel:
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(folder)
-            self.model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                folder, dtype=dtype, **_SAFE_LOADING
+            )
         except (OSError, ValueError) as exc:
             raise ModelLoadError(
                 f"text emotion model {source!r} could not be loaded: {exc}"

@@ -202,3 +202,17 @@ def test_long_clips_run_in_smaller_micro_batches_with_the_same_result(tiny_model
     everything = model.classify(waves, texts)
     model.max_batch_padded_s = 1.0
     np.testing.assert_allclose(model.classify(waves, texts), everything, atol=1e-5)
+
+
+def test_a_text_model_with_only_pickled_weights_is_refused(tmp_path):
+    from transformers import BertModel
+
+    from speech_emotion.emotion import TextEncoder
+    from speech_emotion.tiny_models.emotion import build_tiny_text_encoder
+
+    folder = build_tiny_text_encoder(tmp_path / "bert", hidden_size=PROJECTION_DIM)
+    model = BertModel.from_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="text encoder 'pickled' could not be loaded"):
+        TextEncoder(folder, device="cpu", dtype=torch.float32, source="pickled")
