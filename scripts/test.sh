@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-.venv/bin/ruff check speech_emotion jobs tests benchmarks examples
+.venv/bin/ruff check speech_emotion jobs tests benchmarks examples scripts
 exec .venv/bin/pytest "$@"

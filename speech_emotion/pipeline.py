@@ -134,10 +134,11 @@ def run(config: JobConfig) -> RunSummary:
     store = OutputStore(config.output)
     run_id, resumed = choose_run_id(config, store)
     selection = select_clips(clips, store.history(resuming=run_id), config.max_attempts)
-    plan = plan_models(config, selection.todo, run_id)
+    # Models are checked only when there is work: a night with nothing new needs no hub.
+    plan = plan_models(config, selection.todo, run_id) if selection.todo.num_rows else None
     started_at = store.start(run_id)
     logger.info("run %s: %d clips to do", run_id, selection.todo.num_rows)
-    if selection.todo.num_rows:
+    if plan is not None:
         if not ray.is_initialized():
             ray.init(address=config.resources.ray_address)
         dataset = build_dataset(config, selection.todo, plan)
