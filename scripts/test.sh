@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-.venv/bin/ruff check speech_emotion jobs tests benchmarks examples scripts
+.venv/bin/ruff check speech_emotion jobs tests benchmarks examples scripts infra
 exec .venv/bin/pytest "$@"
