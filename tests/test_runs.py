@@ -208,3 +208,39 @@ def test_the_runs_command_lists_committed_and_unfinished_runs(
     assert summary.run_id in listing
     assert "still-running" in listing and "not committed" in listing
     shutil.rmtree(out / "_staging")
+
+
+def test_many_small_staged_files_are_compacted_into_few_full_ones(tmp_path, monkeypatch):
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from speech_emotion import output
+
+    monkeypatch.setattr(output, "ROWS_PER_FILE", 4)
+    store = OutputStore(str(tmp_path / "labels"))
+    store.start("r1")
+    now = dt.datetime.now(dt.timezone.utc)
+    for part in range(5):
+        rows = [
+            {
+                "id": f"{part}-{i}",
+                "audio": "x.wav",
+                "status": "error",
+                "start_s": 0.0,
+                "mode": "audio",
+                "attempt": 1,
+                "run_id": "r1",
+                "processed_at": now,
+            }
+            for i in range(2)
+        ]
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA),
+            tmp_path / "labels" / "_staging" / "r1" / f"part-{part}.parquet",
+        )
+    files = store.compact("r1", run_date="2026-11-24")
+    sizes = [pq.read_metadata(tmp_path / "labels" / f).num_rows for f in files]
+    assert sizes == [4, 4, 2]
+    assert files[0] == "run_date=2026-11-24/r1-00000.parquet"
+    assert store.read_files(files, ["id"]).num_rows == 10
