@@ -33,6 +33,16 @@ logger = logging.getLogger(__name__)
 # tiny blocks that scheduling dominates on million-row manifests.
 _BLOCKS_PER_DECODE_WORKER = 4
 _MAX_ROWS_PER_BLOCK = 1024
+# Object-store errors that pass, as s3fs/botocore raise them. Ray Data retries a failed file write
+# (10 attempts, backoff doubling from 1 s to 32 s) only if the error matches `retried_io_errors`,
+# whose defaults are pyarrow's own S3 messages; our writes go through s3fs, so without these an
+# outage longer than botocore's five quick attempts fails the run (docs/reliability.md).
+_TRANSIENT_IO_ERRORS = (
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+)
 
 
 def plan_models(config: JobConfig, clips: pa.Table, run_id: str) -> ModelPlan:
@@ -70,6 +80,10 @@ def build_dataset(config: JobConfig, clips: pa.Table, plan: ModelPlan):
     import ray.data
     from ray.data import ActorPoolStrategy
 
+    context = ray.data.DataContext.get_current()
+    context.retried_io_errors = list(
+        dict.fromkeys([*context.retried_io_errors, *_TRANSIENT_IO_ERRORS])
+    )
     res = config.resources
     # A GPU actor already reserves one CPU, and Ray warns when both are given: say what differs.
     default_cpus = res.num_gpus_per_worker > 0 and res.cpus_per_gpu_worker == 1
