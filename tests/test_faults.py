@@ -441,7 +441,9 @@ def test_a_driver_killed_mid_run_resumes_with_the_same_command_and_keeps_what_wa
     crashed = _start(cmd, _cli_env(), crashed_log)
     try:
         deadline = time.monotonic() + WAIT_S
-        while not list(output.glob("_staging/*/*.parquet")):
+        # A complete staged file, not merely a started one: a file caught mid-write by the kill
+        # is torn, and the resume rightly redoes its rows, which would leave nothing to compare.
+        while not _rows_in(list(output.glob("_staging/*/*.parquet"))):
             assert crashed.poll() is None, crashed_log.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, "nothing was staged in time"
             time.sleep(0.05)
