@@ -1,26 +1,36 @@
-"""Throughput: the pipeline against a plain one-file-at-a-time loop, same corpus, same models.
+"""Throughput harness: how close the pipeline gets to the models' own cost, in one run.
 
-    .venv/bin/python benchmarks/throughput.py --clips 200
+    .venv/bin/python benchmarks/throughput.py --clips 300
 
-Makes a corpus of N synthetic clips (tones and noise, 1-20 s, mixed formats and rates), then runs
-(a) the full pipeline on a local Ray and (b) a loop that reads, decodes, transcribes and classifies
-one file at a time with the models kept loaded (what a user of the toolkit would write, minus its
-per-call reloads). Prints audio-seconds per second for both and their ratio, and writes them into
+On one synthetic corpus (tones and noise, mixed formats and rates) and the same models, measures
+audio-seconds per second for:
+
+- floor: the models alone on pre-decoded, in-memory batches (the best the job could do here);
+- pipeline: the full job, manifest in a local S3 endpoint (moto, loopback) to Parquet out in S3;
+- naive: one file at a time from S3, models kept loaded (what a toolkit user would write);
+- toolkit-style: one file at a time, models reloaded per call, as the toolkit does (small N);
+
+plus peak resident memory of the driver and of each kind of Ray worker, sampled from /proc. Prints
+the figures and the ratios pipeline/floor and pipeline/naive, and writes them into
 docs/benchmarks.md between the result markers. Without model options it builds tiny random models
-(CPU smoke scale); pass real model folders or hub ids on a GPU machine.
+(CPU scale); pass real model folders or hub ids and --num-gpus-per-worker 1 on a GPU machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
-import resource
+import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from speech_emotion.config import (  # noqa: E402
-    DecodeConfig,
     JobConfig,
     ManifestConfig,
     ModelConfig,
@@ -40,34 +49,36 @@ RESULTS = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def make_corpus(folder: Path, clips: int, transcript_fraction: float, seed: int) -> float:
-    """Writes clips and a manifest; returns the total audio seconds."""
+# -- corpus and models -----------------------------------------------------------------------
+
+
+def make_corpus(folder: Path, clips: int, min_s: float, max_s: float, seed: int) -> float:
+    """Writes clips and a manifest under ``folder``; returns the total audio seconds."""
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
     rows, total = [], 0.0
     (folder / "clips").mkdir(parents=True)
     for i in range(clips):
-        seconds = float(rng.uniform(1.0, 20.0))
+        seconds = float(rng.uniform(min_s, max_s))
         rate = int(rng.choice([16000, 22050, 44100]))
         t = np.arange(int(seconds * rate)) / rate
-        signal = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 800) * t) + 0.05 * rng.standard_normal(
-            len(t)
-        )
+        tone = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 800) * t)
+        signal = (tone + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
         name = f"clips/{i:06d}.{'flac' if i % 2 else 'wav'}"
-        sf.write(folder / name, signal.astype(np.float32), rate)
-        row = {"id": f"{i:06d}", "audio": name}
-        if rng.uniform() < transcript_fraction:
-            row["text"] = "this is the best day of my life"
-        rows.append(row)
+        sf.write(folder / name, signal, rate)
+        rows.append({"id": f"{i:06d}", "audio": name})
         total += seconds
     (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return total
 
 
 def tiny_models(folder: Path) -> dict[str, str]:
-    from speech_emotion.tiny_models.emotion import build_tiny_emotion_model, build_tiny_text_encoder
-    from speech_emotion.tiny_models.whisper import build_tiny_whisper
+    from speech_emotion.tiny_models import (
+        build_tiny_emotion_model,
+        build_tiny_text_encoder,
+        build_tiny_whisper,
+    )
 
     return {
         "emotion_model": str(build_tiny_emotion_model(folder / "emotion", projection_dim=16)),
@@ -76,34 +87,154 @@ def tiny_models(folder: Path) -> dict[str, str]:
     }
 
 
+def start_s3(corpus: Path) -> tuple[object, str]:
+    """A moto S3 server on loopback holding the corpus; configured through the AWS environment."""
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    fs = fsspec.filesystem("s3")
+    fs.mkdir("bench")
+    fs.put(str(corpus) + "/", "bench/corpus/", recursive=True)
+    return server, "s3://bench/corpus/manifest.jsonl"
+
+
+def manifest_rows(manifest: str) -> list[tuple[str, str]]:
+    """(audio URI, text or "") for each row, read the way the job reads the manifest."""
+    from speech_emotion.manifest import read_manifest
+
+    clips = read_manifest(ManifestConfig(uri=manifest))
+    audio, text = clips["audio"].to_pylist(), clips["text"].to_pylist()
+    return [(a, t or "") for a, t in zip(audio, text, strict=True)]
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Samples resident memory of the driver and of Ray's processes from /proc, by kind."""
+
+    # Most specific first: every worker's title starts with "ray::".
+    _KINDS = [
+        re.compile(r"MapBatches\(\w+\)"),
+        re.compile(r"(?<=ray::)Write"),
+        re.compile(r"raylet|gcs_server"),
+        re.compile(r"ray::"),
+    ]
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        self.peaks: dict[str, float] = defaultdict(float)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                kind = self._kind(int(pid))
+                if kind:
+                    self.peaks[kind] = max(self.peaks[kind], _rss_mb(int(pid)))
+
+    def _kind(self, pid: int) -> str | None:
+        if pid == os.getpid():
+            return "driver"
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return None
+        for pattern in self._KINDS:
+            match = pattern.search(cmdline)
+            if match:
+                return "other Ray workers" if match.group() == "ray::" else match.group()
+        return None
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+# -- the four measurements ---------------------------------------------------------------------
+
+
+def run_floor(config: JobConfig, rows: list[tuple[str, str]]) -> float:
+    """Models only: every clip decoded beforehand, batches as the model stage makes them."""
+    from speech_emotion.audio import decode_audio
+    from speech_emotion.models import load_classifier, load_transcriber, resolve_device
+    from speech_emotion.stages import read_bytes
+
+    device = resolve_device(config.models)
+    batch = config.resources.batch_size
+    threads = max(1, int(config.resources.cpus_per_gpu_worker))
+    import torch
+
+    torch.set_num_threads(threads)
+    classifier, _, _ = load_classifier(config.models, device, batch_size=batch)
+    transcriber, _ = load_transcriber(config.models, device, batch_size=batch, cpu_threads=threads)
+    waves = [decode_audio(read_bytes(uri)).waveform for uri, _ in rows]
+    language = config.models.language
+    started = time.perf_counter()
+    for start in range(0, len(waves), batch):
+        chunk = waves[start : start + batch]
+        texts = [t.text for t in transcriber.transcribe(chunk, [language] * len(chunk))]
+        classifier.classify(chunk, texts)
+    return time.perf_counter() - started
+
+
 def run_pipeline(config: JobConfig) -> float:
     from speech_emotion.pipeline import run
 
     started = time.perf_counter()
     summary = run(config)
-    elapsed = time.perf_counter() - started
     print(f"  pipeline: {summary}")
-    return elapsed
+    return time.perf_counter() - started
 
 
-def run_naive_loop(config: JobConfig, corpus: Path) -> tuple[float, float]:
-    """(load seconds, loop seconds) for one file at a time with models kept loaded."""
+def run_one_at_a_time(config: JobConfig, rows: list[tuple[str, str]], reload: bool) -> float:
+    """The loop a toolkit user writes: read, decode, transcribe, classify, file by file."""
     from speech_emotion.audio import decode_audio
     from speech_emotion.predict import Predictor
     from speech_emotion.stages import read_bytes
 
-    started = time.perf_counter()
     predictor = Predictor(config.models)
-    predictor.classifier  # noqa: B018 - load now, outside the timed loop
-    predictor.transcriber  # noqa: B018
-    loaded = time.perf_counter()
+    if not reload:  # load outside the timed loop
+        predictor.classifier  # noqa: B018
+        predictor.transcriber  # noqa: B018
     language = config.models.language
-    for line in (corpus / "manifest.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        waveform = decode_audio(read_bytes(str(corpus / row["audio"]))).waveform
-        text = row.get("text") or predictor.transcriber.transcribe([waveform], [language])[0].text
+    started = time.perf_counter()
+    for uri, text in rows:
+        if reload:
+            predictor = Predictor(config.models)
+        waveform = decode_audio(read_bytes(uri)).waveform
+        text = text or predictor.transcriber.transcribe([waveform], [language])[0].text
         predictor.classifier.classify([waveform], [text])
-    return loaded - started, time.perf_counter() - loaded
+    return time.perf_counter() - started
+
+
+# -- report ------------------------------------------------------------------------------------
 
 
 def write_results(markdown: str) -> None:
@@ -113,10 +244,50 @@ def write_results(markdown: str) -> None:
     RESULTS.write_text(f"{head}{START}\n{markdown}\n{END}{tail}")
 
 
+def report(args, tiny: bool, audio_s: float, toolkit_audio_s: float, timings: dict, peaks) -> str:
+    rates = {name: audio_s / seconds for name, seconds in timings.items() if name != "toolkit"}
+    rates["toolkit"] = toolkit_audio_s / timings["toolkit"]
+    command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
+    models = "tiny random models" if tiny else "models given on the command line"
+    lines = [
+        f"Latest run: `{command}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, {models}; batch size {args.batch_size}, "
+        f"{args.cpus_per_gpu_worker:g} CPU per model worker (the floor uses as many threads).",
+        "",
+        f"Corpus: {args.clips} clips of {args.min_s:g}-{args.max_s:g} s, "
+        f"{audio_s / 60:.1f} min of audio, no transcripts (every clip goes through Whisper).",
+        "",
+        "| run | clips | wall s | audio-s/s |",
+        "|---|---|---|---|",
+    ]
+    labels = {
+        "floor": "floor: models alone, pre-decoded in-memory batches",
+        "pipeline": "pipeline: S3 manifest to Parquet in S3, Ray start-up included",
+        "naive": "naive: one file at a time from S3, models kept loaded",
+        "toolkit": "toolkit-style: one file at a time, models reloaded per call",
+    }
+    for name, label in labels.items():
+        clips = args.toolkit_clips if name == "toolkit" else args.clips
+        lines.append(f"| {label} | {clips} | {timings[name]:.1f} | {rates[name]:.1f} |")
+    lines += [
+        "",
+        f"Ratios: pipeline / floor **{rates['pipeline'] / rates['floor']:.2f}**, "
+        f"pipeline / naive **{rates['pipeline'] / rates['naive']:.2f}**, "
+        f"pipeline / toolkit-style **{rates['pipeline'] / rates['toolkit']:.1f}**.",
+        "",
+        "Peak resident memory (MB), sampled every 0.2 s: "
+        + ", ".join(f"{kind} {mb:.0f}" for kind, mb in sorted(peaks.items()))
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="pipeline vs one-file-at-a-time throughput")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=200)
-    parser.add_argument("--transcript-fraction", type=float, default=0.0)
+    parser.add_argument("--toolkit-clips", type=int, default=10)
+    parser.add_argument("--min-s", type=float, default=1.0)
+    parser.add_argument("--max-s", type=float, default=20.0)
     parser.add_argument("--emotion-model")
     parser.add_argument("--text-encoder")
     parser.add_argument("--whisper-model")
@@ -130,24 +301,23 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
-    import torch
 
     work = Path(tempfile.mkdtemp(prefix="se-bench-"))
+    server = None
     try:
-        audio_s = make_corpus(work / "corpus", args.clips, args.transcript_fraction, args.seed)
-        models = {
+        audio_s = make_corpus(work / "corpus", args.clips, args.min_s, args.max_s, args.seed)
+        server, manifest = start_s3(work / "corpus")
+        given = {
             "emotion_model": args.emotion_model,
             "text_encoder": args.text_encoder,
             "whisper_model": args.whisper_model,
         }
-        tiny = not any(models.values())
-        if tiny:
-            models = tiny_models(work / "models")
+        tiny = not any(given.values())
+        models = tiny_models(work / "models") if tiny else {k: v for k, v in given.items() if v}
         config = JobConfig(
-            manifest=ManifestConfig(uri=str(work / "corpus" / "manifest.jsonl")),
-            output=str(work / "out"),
-            decode=DecodeConfig(),
-            models=ModelConfig(**{k: v for k, v in models.items() if v}),
+            manifest=ManifestConfig(uri=manifest),
+            output="s3://bench/labels",
+            models=ModelConfig(**models),
             resources=ResourceConfig(
                 batch_size=args.batch_size,
                 cpu_workers=args.cpu_workers,
@@ -156,37 +326,25 @@ def main() -> None:
                 cpus_per_gpu_worker=args.cpus_per_gpu_worker,
             ),
         )
+        rows = manifest_rows(manifest)
         print(f"corpus: {args.clips} clips, {audio_s / 60:.1f} min of audio; tiny models: {tiny}")
-        ray.init(include_dashboard=False, log_to_driver=False)
-        pipeline_s = run_pipeline(config)
-        ray.shutdown()
-        load_s, naive_s = run_naive_loop(config, work / "corpus")
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        timings: dict[str, float] = {}
+        with PeakMemory() as memory:
+            ray.init(include_dashboard=False, log_to_driver=False)
+            timings["pipeline"] = run_pipeline(config)
+            ray.shutdown()
+        peaks = dict(memory.peaks)
+        timings["floor"] = run_floor(config, rows)
+        timings["naive"] = run_one_at_a_time(config, rows, reload=False)
+        few = rows[: args.toolkit_clips]
+        timings["toolkit"] = run_one_at_a_time(replace(config), few, reload=True)
+        toolkit_audio_s = audio_s * len(few) / len(rows)  # clips are drawn i.i.d.: a fair share
     finally:
+        if server is not None:
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    pipeline_rate, naive_rate = audio_s / pipeline_s, audio_s / naive_s
-    command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
-    model_note = "tiny random models" if tiny else "models: " + ", ".join(map(str, models.values()))
-    markdown = "\n".join(
-        [
-            f"Latest run: `{command}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-            f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
-            f"{model_note}.",
-            "",
-            f"Corpus: {args.clips} clips, {audio_s / 60:.1f} min of audio (1-20 s each), "
-            f"transcript fraction {args.transcript_fraction}.",
-            "",
-            "| run | wall s | audio-s/s |",
-            "|---|---|---|",
-            f"| pipeline (Ray, model loading included) | {pipeline_s:.1f} | {pipeline_rate:.1f} |",
-            f"| one file at a time, models kept loaded (load {load_s:.1f} s excluded) "
-            f"| {naive_s:.1f} | {naive_rate:.1f} |",
-            "",
-            f"Ratio pipeline / one-at-a-time: **{pipeline_rate / naive_rate:.2f}**. "
-            f"Driver peak RSS {peak_mb:.0f} MB.",
-        ]
-    )
+    markdown = report(args, tiny, audio_s, toolkit_audio_s, timings, peaks)
     print(markdown)
     if not args.no_write:
         write_results(markdown)
