@@ -30,7 +30,6 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -246,7 +245,8 @@ def write_results(markdown: str) -> None:
 
 def report(args, tiny: bool, audio_s: float, toolkit_audio_s: float, timings: dict, peaks) -> str:
     rates = {name: audio_s / seconds for name, seconds in timings.items() if name != "toolkit"}
-    rates["toolkit"] = toolkit_audio_s / timings["toolkit"]
+    if "toolkit" in timings:
+        rates["toolkit"] = toolkit_audio_s / timings["toolkit"]
     command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
     models = "tiny random models" if tiny else "models given on the command line"
     lines = [
@@ -267,18 +267,23 @@ def report(args, tiny: bool, audio_s: float, toolkit_audio_s: float, timings: di
         "toolkit": "toolkit-style: one file at a time, models reloaded per call",
     }
     for name, label in labels.items():
-        clips = args.toolkit_clips if name == "toolkit" else args.clips
-        lines.append(f"| {label} | {clips} | {timings[name]:.1f} | {rates[name]:.1f} |")
-    lines += [
-        "",
-        f"Ratios: pipeline / floor **{rates['pipeline'] / rates['floor']:.2f}**, "
-        f"pipeline / naive **{rates['pipeline'] / rates['naive']:.2f}**, "
-        f"pipeline / toolkit-style **{rates['pipeline'] / rates['toolkit']:.1f}**.",
-        "",
-        "Peak resident memory (MB), sampled every 0.2 s: "
-        + ", ".join(f"{kind} {mb:.0f}" for kind, mb in sorted(peaks.items()))
-        + ".",
+        if name in timings:
+            clips = args.toolkit_clips if name == "toolkit" else args.clips
+            lines.append(f"| {label} | {clips} | {timings[name]:.1f} | {rates[name]:.1f} |")
+    ratios = [
+        f"pipeline / {other} **{rates['pipeline'] / rates[other]:.2f}**"
+        for other in ("floor", "naive", "toolkit")
+        if "pipeline" in rates and other in rates
     ]
+    if ratios:
+        lines += ["", "Ratios: " + ", ".join(ratios) + "."]
+    if peaks:
+        lines += [
+            "",
+            "Peak resident memory (MB) during the pipeline, sampled every 0.2 s: "
+            + ", ".join(f"{kind} {mb:.0f}" for kind, mb in sorted(peaks.items()))
+            + ".",
+        ]
     return "\n".join(lines)
 
 
@@ -297,6 +302,11 @@ def main() -> None:
     parser.add_argument("--cpus-per-gpu-worker", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--runs",
+        default="floor,pipeline,naive,toolkit",
+        help="which measurements, comma-separated (scale runs: --runs pipeline)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
 
@@ -328,16 +338,22 @@ def main() -> None:
         )
         rows = manifest_rows(manifest)
         print(f"corpus: {args.clips} clips, {audio_s / 60:.1f} min of audio; tiny models: {tiny}")
+        wanted = set(args.runs.split(","))
         timings: dict[str, float] = {}
-        with PeakMemory() as memory:
-            ray.init(include_dashboard=False, log_to_driver=False)
-            timings["pipeline"] = run_pipeline(config)
-            ray.shutdown()
-        peaks = dict(memory.peaks)
-        timings["floor"] = run_floor(config, rows)
-        timings["naive"] = run_one_at_a_time(config, rows, reload=False)
+        peaks: dict[str, float] = {}
+        if "pipeline" in wanted:
+            with PeakMemory() as memory:
+                ray.init(include_dashboard=False, log_to_driver=False)
+                timings["pipeline"] = run_pipeline(config)
+                ray.shutdown()
+            peaks = dict(memory.peaks)
+        if "floor" in wanted:
+            timings["floor"] = run_floor(config, rows)
+        if "naive" in wanted:
+            timings["naive"] = run_one_at_a_time(config, rows, reload=False)
         few = rows[: args.toolkit_clips]
-        timings["toolkit"] = run_one_at_a_time(replace(config), few, reload=True)
+        if "toolkit" in wanted:
+            timings["toolkit"] = run_one_at_a_time(config, few, reload=True)
         toolkit_audio_s = audio_s * len(few) / len(rows)  # clips are drawn i.i.d.: a fair share
     finally:
         if server is not None:

@@ -158,6 +158,15 @@ def _waveforms(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
     return [values[offsets[i] : offsets[i + 1]] for i in range(len(array))]
 
 
+# Filled by the model stage; null where a row failed earlier or its mode needs no text.
+_TRANSCRIPT_COLUMNS = (
+    "language_probability",
+    "transcript",
+    "transcript_source",
+    "transcript_suppressed",
+)
+
+
 class ModelStage:
     """Whisper where a transcript is missing, then the emotion model, for a batch of clips."""
 
@@ -212,12 +221,7 @@ class ModelStage:
         rows = batch.drop_columns(["waveform"]).to_pylist()
         waves = _waveforms(batch["waveform"])
         for row in rows:
-            row.setdefault("language_probability", None)
-            row["transcript"], row["transcript_source"], row["transcript_suppressed"] = (
-                None,
-                None,
-                None,
-            )
+            row.update(dict.fromkeys(_TRANSCRIPT_COLUMNS))
         live = [i for i, row in enumerate(rows) if row["error_code"] is None]
         if self.config.needs_text:
             live = self._transcribe(rows, waves, live)
