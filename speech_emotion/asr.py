@@ -29,6 +29,7 @@ from faster_whisper.transcribe import (
     get_suppressed_tokens,
 )
 
+from .config import require
 from .errors import ErrorCode, ModelLoadError, RowError
 
 __all__ = ["Transcript", "WhisperTranscriber", "is_hallucination"]
@@ -121,9 +122,9 @@ class WhisperTranscriber:
         log_prob_threshold: float = -1.0,
         compression_ratio_threshold: float = 2.4,
     ) -> None:
-        _require(batch_size >= 1, "batch_size", batch_size, ">= 1")
-        _require(beam_size >= 1, "beam_size", beam_size, ">= 1")
-        _require(cpu_threads >= 0, "cpu_threads", cpu_threads, ">= 0")
+        require(batch_size >= 1, "batch_size", batch_size, ">= 1")
+        require(beam_size >= 1, "beam_size", beam_size, ">= 1")
+        require(cpu_threads >= 0, "cpu_threads", cpu_threads, ">= 0")
         self.batch_size = batch_size
         self.beam_size = beam_size
         self.no_speech_threshold = no_speech_threshold
@@ -379,11 +380,6 @@ def _check_inputs(
                 f"clip {i} asks for language {language!r}, which this Whisper model cannot "
                 "transcribe; use one of its language codes, or no language to detect it",
             )
-
-
-def _require(ok: bool, name: str, value: object, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is invalid; expected {expected}")
 
 
 def _load_model(

@@ -25,6 +25,7 @@ __all__ = [
     "ResourceConfig",
     "JobConfig",
     "ConfigError",
+    "require",
     "new_run_id",
 ]
 
@@ -66,7 +67,8 @@ class ConfigError(ValueError):
     """A setting is invalid; the message names the setting and the bad value."""
 
 
-def _require(ok: bool, name: str, value: object, expected: str) -> None:
+def require(ok: bool, name: str, value: object, expected: str) -> None:
+    """Raises ConfigError naming the setting and the bad value unless ``ok``."""
     if not ok:
         raise ConfigError(f"{name}={value!r} is invalid: expected {expected}")
 
@@ -101,19 +103,19 @@ class DecodeConfig:
     """Audio outside these URI prefixes becomes an error row; None: the manifest's location."""
 
     def __post_init__(self) -> None:
-        _require(
+        require(
             self.min_duration_s >= MODEL_MIN_DURATION_S,
             "min_duration_s",
             self.min_duration_s,
             f">= {MODEL_MIN_DURATION_S} (the shortest clip the emotion model can take)",
         )
-        _require(
+        require(
             self.max_duration_s > self.min_duration_s,
             "max_duration_s",
             self.max_duration_s,
             f"> min_duration_s ({self.min_duration_s})",
         )
-        _require(self.fetch_threads >= 1, "fetch_threads", self.fetch_threads, ">= 1")
+        require(self.fetch_threads >= 1, "fetch_threads", self.fetch_threads, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -142,16 +144,16 @@ class ModelConfig:
     """Local cache for models copied from object storage; default ~/.cache/speech_emotion."""
 
     def __post_init__(self) -> None:
-        _require(self.mode in MODES, "mode", self.mode, f"one of {', '.join(MODES)}")
-        _require(bool(self.language), "language", self.language, "a language code or auto")
-        _require(self.device in ("auto", "cpu", "cuda"), "device", self.device, "auto, cpu, cuda")
-        _require(
+        require(self.mode in MODES, "mode", self.mode, f"one of {', '.join(MODES)}")
+        require(bool(self.language), "language", self.language, "a language code or auto")
+        require(self.device in ("auto", "cpu", "cuda"), "device", self.device, "auto, cpu, cuda")
+        require(
             self.precision in ("auto", "fp32", "fp16", "bf16"),
             "precision",
             self.precision,
             "auto, fp32, fp16 or bf16",
         )
-        _require(self.beam_size >= 1, "beam_size", self.beam_size, ">= 1")
+        require(self.beam_size >= 1, "beam_size", self.beam_size, ">= 1")
 
     @property
     def model_language(self) -> str:
@@ -199,11 +201,11 @@ class ResourceConfig:
     def __post_init__(self) -> None:
         for name in ("batch_size", "decode_batch_size", "cpu_workers", "gpu_workers"):
             value = getattr(self, name)
-            _require(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
-        _require(
+            require(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
+        require(
             self.num_gpus_per_worker >= 0, "num_gpus_per_worker", self.num_gpus_per_worker, ">= 0"
         )
-        _require(
+        require(
             self.cpus_per_gpu_worker > 0, "cpus_per_gpu_worker", self.cpus_per_gpu_worker, "> 0"
         )
 
@@ -229,9 +231,9 @@ class JobConfig:
     """A row that failed this many times is not tried again (raise it to retry)."""
 
     def __post_init__(self) -> None:
-        _require(self.max_attempts >= 1, "max_attempts", self.max_attempts, ">= 1")
+        require(self.max_attempts >= 1, "max_attempts", self.max_attempts, ">= 1")
         if self.run_id is not None:
-            _require(
+            require(
                 bool(self.run_id) and "/" not in self.run_id and not self.run_id.startswith("_"),
                 "run_id",
                 self.run_id,

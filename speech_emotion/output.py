@@ -128,15 +128,16 @@ class OutputStore:
     def committed_files(self) -> list[str]:
         return [self._path(f) for record in self.records() for f in record["files"]]
 
-    def staged_files(self, run_id: str) -> list[str]:
-        """Readable Parquet files of a staged run; a file torn by a crash is removed."""
+    def _staged_parquet(self, run_id: str) -> list[str]:
         folder = self.staging(run_id)
         if not self.fs.exists(folder):
             return []
+        return sorted(p for p in self.fs.find(folder) if p.endswith(".parquet"))
+
+    def staged_files(self, run_id: str) -> list[str]:
+        """Readable Parquet files of a staged run; a file torn by a crash is removed."""
         good = []
-        for path in sorted(self.fs.find(folder)):
-            if not path.endswith(".parquet"):
-                continue
+        for path in self._staged_parquet(run_id):
             try:
                 pq.read_metadata(path, filesystem=self.fs)
                 good.append(path)
@@ -166,12 +167,14 @@ class OutputStore:
     def compact(self, run_id: str, run_date: str) -> list[str]:
         """Streams the staged files into the run's partition, ``ROWS_PER_FILE`` rows a file.
 
-        File names are fixed, so a commit repeated after a crash overwrites its own attempt.
+        File names are fixed, so a commit repeated after a crash overwrites its own attempt. Torn
+        files were removed by :meth:`history` before this run wrote anything, and every file
+        written since was completed, so the staged files are listed, not checked again.
         """
         files: list[str] = []
         writer, rows_in_file = None, 0
         try:
-            for path in self.staged_files(run_id):
+            for path in self._staged_parquet(run_id):
                 table = pq.read_table(path, filesystem=self.fs).select(OUTPUT_SCHEMA.names)
                 table = table.cast(OUTPUT_SCHEMA)
                 for batch in table.to_batches(max_chunksize=ROWS_PER_FILE):

@@ -57,12 +57,14 @@ def select_clips(clips: pa.Table, history: History, max_attempts: int) -> Select
         clips.schema.field("attempt"),
         pa.array([t + 1 for t, k in zip(attempts, keep, strict=True) if k], pa.int32()),
     )
-    done = sum(i in history.done for i in ids)
+    pending = [i not in history.done and i not in history.staged for i in ids]
     return Selection(
         todo=todo,
         expected_ids=frozenset(todo["id"].to_pylist()) | history.staged,
-        skipped_done=done,
-        skipped_exhausted=len(ids) - done - sum(keep) - len(history.staged & set(ids)),
+        skipped_done=sum(i in history.done for i in ids),
+        skipped_exhausted=sum(
+            p and tried >= max_attempts for p, tried in zip(pending, attempts, strict=True)
+        ),
     )
 
 

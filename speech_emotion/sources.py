@@ -101,18 +101,27 @@ def _download_from_hub(repo_id: str, source: str, revision: str | None) -> Resol
     return ResolvedModel(source=source, path=path, revision=commit)
 
 
+def _kind(source: str) -> str:
+    """remote (object storage), local (an existing folder) or hub; a missing path is an error."""
+    if _is_remote(source):
+        return "remote"
+    if _local_path(source).is_dir():
+        return "local"
+    if source.startswith(("/", ".", "~", "file://")):
+        raise ModelLoadError(f"model {source!r}: no such folder")
+    return "hub"
+
+
 def resolve_model(
     source: str, *, whisper: bool = False, revision: str | None = None, cache_dir: str | None = None
 ) -> ResolvedModel:
     """A local folder for ``source``, fetching it first if it lives elsewhere."""
-    if _is_remote(source):
+    kind = _kind(source)
+    if kind == "remote":
         cache = Path(cache_dir) if cache_dir else _default_cache_dir()
         return ResolvedModel(source, _copy_from_object_storage(source, cache), None)
-    local = _local_path(source)
-    if local.is_dir():
-        return ResolvedModel(source, local, None)
-    if source.startswith(("/", ".", "~", "file://")):
-        raise ModelLoadError(f"model {source!r}: no such folder")
+    if kind == "local":
+        return ResolvedModel(source, _local_path(source), None)
     return _download_from_hub(whisper_repo_id(source) if whisper else source, source, revision)
 
 
@@ -122,7 +131,8 @@ def check_model_source(source: str, *, whisper: bool = False) -> str | None:
     Pinning the commit here means every actor loads the same revision even if the repo changes
     during a long run.
     """
-    if _is_remote(source):
+    kind = _kind(source)
+    if kind == "remote":
         import fsspec
 
         try:
@@ -133,10 +143,8 @@ def check_model_source(source: str, *, whisper: bool = False) -> str | None:
         if not found:
             raise ModelLoadError(f"model {source!r}: no such folder in object storage")
         return None
-    if _local_path(source).is_dir():
+    if kind == "local":
         return None
-    if source.startswith(("/", ".", "~", "file://")):
-        raise ModelLoadError(f"model {source!r}: no such folder")
     from huggingface_hub import HfApi
 
     repo_id = whisper_repo_id(source) if whisper else source

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from .config import DecodeConfig, ModelConfig
 from .errors import ErrorCode, RowError
+from .manifest import within_prefixes
 from .schema import (
     DECODED_SCHEMA,
     OUTPUT_SCHEMA,
@@ -88,7 +89,6 @@ class DecodeStage:
     def _decode(self, uri: str) -> tuple[DecodedAudio | None, RowError | None]:
         """The decoded clip and/or why it cannot go on; a too-short clip keeps its metadata."""
         from .audio import decode_audio
-        from .manifest import within_prefixes
 
         allowed = self.config.allowed_prefixes
         if allowed is not None and not within_prefixes(uri, allowed):
