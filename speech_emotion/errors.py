@@ -23,8 +23,6 @@ class ErrorCode(str, Enum):
     TOO_SHORT = "too_short"
     TOO_LONG = "too_long"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
-    TRANSCRIPTION_FAILED = "transcription_failed"
-    CLASSIFICATION_FAILED = "classification_failed"
 
 
 class RowError(Exception):
