@@ -20,16 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import multiprocessing
 import os
 import platform
 import re
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +76,7 @@ def make_corpus(folder: Path, clips: int, min_s: float, max_s: float, seed: int)
     return total
 
 
-def tiny_models(folder: Path) -> dict[str, str]:
+def tiny_models(folder: Path, mode: str) -> dict[str, str]:
     from speech_emotion.tiny_models import (
         build_tiny_emotion_model,
         build_tiny_text_encoder,
@@ -80,31 +84,60 @@ def tiny_models(folder: Path) -> dict[str, str]:
     )
 
     return {
-        "emotion_model": str(build_tiny_emotion_model(folder / "emotion", projection_dim=16)),
+        "emotion_model": str(
+            build_tiny_emotion_model(folder / "emotion", mode=mode, projection_dim=16)
+        ),
         "text_encoder": str(build_tiny_text_encoder(folder / "bert", hidden_size=16)),
         "whisper_model": str(build_tiny_whisper(folder / "whisper")),
     }
 
 
-def start_s3(corpus: Path) -> tuple[object, str]:
-    """A moto S3 server on loopback holding the corpus; configured through the AWS environment."""
-    import fsspec
-    from moto.server import ThreadedMotoServer
+def start_s3() -> subprocess.Popen:
+    """A moto S3 server on loopback, configured through the AWS environment.
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    It runs in its own process, so that the memory it holds (every object) and the CPU it spends
+    serving reads are measured apart from the driver's.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # one log line per request otherwise
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(endpoint, timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        server.kill()
+        raise RuntimeError(f"moto S3 server did not start on {endpoint}")
     os.environ.update(
-        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_ENDPOINT_URL=endpoint,
         AWS_ACCESS_KEY_ID="bench",
         AWS_SECRET_ACCESS_KEY="bench",
         AWS_DEFAULT_REGION="us-east-1",
     )
+    return server
+
+
+def prepare(work: Path, args: argparse.Namespace, tiny: bool) -> tuple[float, dict[str, str]]:
+    """Corpus made and uploaded, tiny models built; returns audio seconds and model folders.
+
+    Runs in a child process: uploading leaves about a gigabyte per thousand clips in s3fs's
+    process, which would otherwise be counted as the driver's memory.
+    """
+    import fsspec
+
+    audio_s = make_corpus(work / "corpus", args.clips, args.min_s, args.max_s, args.seed)
     fs = fsspec.filesystem("s3")
     fs.mkdir("bench")
-    fs.put(str(corpus) + "/", "bench/corpus/", recursive=True)
-    return server, "s3://bench/corpus/manifest.jsonl"
+    fs.put(str(work / "corpus") + "/", "bench/corpus/", recursive=True)
+    return audio_s, tiny_models(work / "models", args.mode) if tiny else {}
 
 
 def manifest_rows(manifest: str) -> list[tuple[str, str]]:
@@ -116,11 +149,16 @@ def manifest_rows(manifest: str) -> list[tuple[str, str]]:
     return [(a, t or "") for a, t in zip(audio, text, strict=True)]
 
 
-# -- memory ------------------------------------------------------------------------------------
+# -- memory and CPU by process -----------------------------------------------------------------
 
 
-class PeakMemory:
-    """Samples resident memory of the driver and of Ray's processes from /proc, by kind."""
+class ProcessSampler:
+    """Samples memory and CPU time of the driver, the S3 server and Ray's processes, by kind.
+
+    Memory is reported two ways: resident (VmRSS) and private (RssAnon). A Ray worker's RSS also
+    counts the pages of the shared object store it has mapped (RssShmem), which Ray bounds on its
+    own; private memory is what grows if a process leaks.
+    """
 
     # Most specific first: every worker's title starts with "ray::".
     _KINDS = [
@@ -130,12 +168,15 @@ class PeakMemory:
         re.compile(r"ray::"),
     ]
 
-    def __init__(self, interval_s: float = 0.2) -> None:
-        self.peaks: dict[str, float] = defaultdict(float)
+    def __init__(self, s3_pid: int | None, interval_s: float = 0.2) -> None:
+        self.s3_pid = s3_pid
+        self.rss: dict[str, float] = defaultdict(float)
+        self.private: dict[str, float] = defaultdict(float)
+        self._cpu_by_pid: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> ProcessSampler:
         self._thread.start()
         return self
 
@@ -143,16 +184,33 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each kind used while sampled, summed over its processes."""
+        totals: dict[str, float] = defaultdict(float)
+        for kind, seconds in self._cpu_by_pid.values():
+            totals[kind] += seconds
+        return dict(totals)
+
     def _run(self, interval_s: float) -> None:
+        baseline = {}  # CPU already used before sampling began (the driver, the S3 server)
         while not self._stop.wait(interval_s):
-            for pid in filter(str.isdigit, os.listdir("/proc")):
-                kind = self._kind(int(pid))
-                if kind:
-                    self.peaks[kind] = max(self.peaks[kind], _rss_mb(int(pid)))
+            for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+                kind = self._kind(pid)
+                if not kind:
+                    continue
+                rss, private, cpu = _usage(pid)
+                if rss == 0.0:
+                    continue
+                baseline.setdefault(pid, cpu if kind in ("driver", "S3 server") else 0.0)
+                self.rss[kind] = max(self.rss[kind], rss)
+                self.private[kind] = max(self.private[kind], private)
+                self._cpu_by_pid[pid] = (kind, cpu - baseline[pid])
 
     def _kind(self, pid: int) -> str | None:
         if pid == os.getpid():
             return "driver"
+        if pid == self.s3_pid:
+            return "S3 server"
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
@@ -165,15 +223,21 @@ class PeakMemory:
         return None
 
 
-def _rss_mb(pid: int) -> float:
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _usage(pid: int) -> tuple[float, float, float]:
+    """(resident MB, private MB, CPU seconds) of a process; zeros if it is gone."""
     try:
         with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+            fields = dict(line.split(":", 1) for line in f)
+        with open(f"/proc/{pid}/stat") as f:
+            # Fields after the parenthesised name; utime and stime are the 14th and 15th overall.
+            stat = f.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError):
+        return 0.0, 0.0, 0.0
+    mb = {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "RssAnon")}
+    return mb["VmRSS"], mb["RssAnon"], (int(stat[11]) + int(stat[12])) / _TICKS
 
 
 # -- the four measurements ---------------------------------------------------------------------
@@ -192,13 +256,19 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]]) -> float:
 
     torch.set_num_threads(threads)
     classifier, _, _ = load_classifier(config.models, device, batch_size=batch)
-    transcriber, _ = load_transcriber(config.models, device, batch_size=batch, cpu_threads=threads)
+    transcriber = None
+    if config.models.needs_text:
+        transcriber, _ = load_transcriber(
+            config.models, device, batch_size=batch, cpu_threads=threads
+        )
     waves = [decode_audio(read_bytes(uri)).waveform for uri, _ in rows]
     language = config.models.language
     started = time.perf_counter()
     for start in range(0, len(waves), batch):
         chunk = waves[start : start + batch]
-        texts = [t.text for t in transcriber.transcribe(chunk, [language] * len(chunk))]
+        texts = None
+        if transcriber is not None:
+            texts = [t.text for t in transcriber.transcribe(chunk, [language] * len(chunk))]
         classifier.classify(chunk, texts)
     return time.perf_counter() - started
 
@@ -219,17 +289,20 @@ def run_one_at_a_time(config: JobConfig, rows: list[tuple[str, str]], reload: bo
     from speech_emotion.stages import read_bytes
 
     predictor = Predictor(config.models)
+    needs_text = config.models.needs_text
     if not reload:  # load outside the timed loop
         predictor.classifier  # noqa: B018
-        predictor.transcriber  # noqa: B018
+        if needs_text:
+            predictor.transcriber  # noqa: B018
     language = config.models.language
     started = time.perf_counter()
     for uri, text in rows:
         if reload:
             predictor = Predictor(config.models)
         waveform = decode_audio(read_bytes(uri)).waveform
-        text = text or predictor.transcriber.transcribe([waveform], [language])[0].text
-        predictor.classifier.classify([waveform], [text])
+        if needs_text:
+            text = text or predictor.transcriber.transcribe([waveform], [language])[0].text
+        predictor.classifier.classify([waveform], [text] if needs_text else None)
     return time.perf_counter() - started
 
 
@@ -243,7 +316,31 @@ def write_results(markdown: str) -> None:
     RESULTS.write_text(f"{head}{START}\n{markdown}\n{END}{tail}")
 
 
-def report(args, tiny: bool, audio_s: float, toolkit_audio_s: float, timings: dict, peaks) -> str:
+def process_table(processes: ProcessSampler, wall_s: float) -> list[str]:
+    cpu = processes.cpu_seconds()
+    lines = [
+        f"During the pipeline ({wall_s:.1f} s wall, so {wall_s * os.cpu_count():.0f} CPU-s "
+        "available), by process, sampled every 0.2 s:",
+        "",
+        "| process | peak RSS MB | peak private MB | CPU s |",
+        "|---|---|---|---|",
+    ]
+    for kind in sorted(processes.rss, key=lambda k: -cpu.get(k, 0.0)):
+        lines.append(
+            f"| {kind} | {processes.rss[kind]:.0f} | {processes.private[kind]:.0f} "
+            f"| {cpu.get(kind, 0.0):.1f} |"
+        )
+    return lines
+
+
+def report(
+    args,
+    tiny: bool,
+    audio_s: float,
+    toolkit_audio_s: float,
+    timings: dict,
+    processes: ProcessSampler | None,
+) -> str:
     rates = {name: audio_s / seconds for name, seconds in timings.items() if name != "toolkit"}
     if "toolkit" in timings:
         rates["toolkit"] = toolkit_audio_s / timings["toolkit"]
@@ -255,14 +352,15 @@ def report(args, tiny: bool, audio_s: float, toolkit_audio_s: float, timings: di
         f"{args.cpus_per_gpu_worker:g} CPU per model worker (the floor uses as many threads).",
         "",
         f"Corpus: {args.clips} clips of {args.min_s:g}-{args.max_s:g} s, "
-        f"{audio_s / 60:.1f} min of audio, no transcripts (every clip goes through Whisper).",
+        f"{audio_s / 60:.1f} min of audio, mode {args.mode}"
+        + (", no transcripts (every clip goes through Whisper)." if args.mode != "audio" else "."),
         "",
         "| run | clips | wall s | audio-s/s |",
         "|---|---|---|---|",
     ]
     labels = {
         "floor": "floor: models alone, pre-decoded in-memory batches",
-        "pipeline": "pipeline: S3 manifest to Parquet in S3, Ray start-up included",
+        "pipeline": "pipeline: S3 manifest to Parquet in S3, actor start-up and loading included",
         "naive": "naive: one file at a time from S3, models kept loaded",
         "toolkit": "toolkit-style: one file at a time, models reloaded per call",
     }
@@ -277,13 +375,8 @@ def report(args, tiny: bool, audio_s: float, toolkit_audio_s: float, timings: di
     ]
     if ratios:
         lines += ["", "Ratios: " + ", ".join(ratios) + "."]
-    if peaks:
-        lines += [
-            "",
-            "Peak resident memory (MB) during the pipeline, sampled every 0.2 s: "
-            + ", ".join(f"{kind} {mb:.0f}" for kind, mb in sorted(peaks.items()))
-            + ".",
-        ]
+    if processes is not None:
+        lines += ["", *process_table(processes, timings["pipeline"])]
     return "\n".join(lines)
 
 
@@ -301,6 +394,7 @@ def main() -> None:
     parser.add_argument("--gpu-workers", type=int, default=1)
     parser.add_argument("--cpus-per-gpu-worker", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--mode", default="concat", help="audio: no Whisper, no text encoder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--runs",
@@ -315,19 +409,22 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="se-bench-"))
     server = None
     try:
-        audio_s = make_corpus(work / "corpus", args.clips, args.min_s, args.max_s, args.seed)
-        server, manifest = start_s3(work / "corpus")
+        server = start_s3()
         given = {
             "emotion_model": args.emotion_model,
             "text_encoder": args.text_encoder,
             "whisper_model": args.whisper_model,
         }
         tiny = not any(given.values())
-        models = tiny_models(work / "models") if tiny else {k: v for k, v in given.items() if v}
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
+            audio_s, built = child.submit(prepare, work, args, tiny).result()
+        models = built or {k: v for k, v in given.items() if v}
+        manifest = "s3://bench/corpus/manifest.jsonl"
         config = JobConfig(
             manifest=ManifestConfig(uri=manifest),
             output="s3://bench/labels",
-            models=ModelConfig(**models),
+            models=ModelConfig(mode=args.mode, **models),
             resources=ResourceConfig(
                 batch_size=args.batch_size,
                 cpu_workers=args.cpu_workers,
@@ -340,13 +437,12 @@ def main() -> None:
         print(f"corpus: {args.clips} clips, {audio_s / 60:.1f} min of audio; tiny models: {tiny}")
         wanted = set(args.runs.split(","))
         timings: dict[str, float] = {}
-        peaks: dict[str, float] = {}
+        processes = None
         if "pipeline" in wanted:
-            with PeakMemory() as memory:
+            with ProcessSampler(s3_pid=server.pid) as processes:
                 ray.init(include_dashboard=False, log_to_driver=False)
                 timings["pipeline"] = run_pipeline(config)
                 ray.shutdown()
-            peaks = dict(memory.peaks)
         if "floor" in wanted:
             timings["floor"] = run_floor(config, rows)
         if "naive" in wanted:
@@ -357,10 +453,11 @@ def main() -> None:
         toolkit_audio_s = audio_s * len(few) / len(rows)  # clips are drawn i.i.d.: a fair share
     finally:
         if server is not None:
-            server.stop()
+            server.terminate()
+            server.wait()
         shutil.rmtree(work, ignore_errors=True)
 
-    markdown = report(args, tiny, audio_s, toolkit_audio_s, timings, peaks)
+    markdown = report(args, tiny, audio_s, toolkit_audio_s, timings, processes)
     print(markdown)
     if not args.no_write:
         write_results(markdown)

@@ -66,8 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument(
         "--decode-batch-size", type=int, default=16, help="clips per decode batch"
     )
-    annotate.add_argument("--cpu-workers", type=int, default=2, help="max decode actors")
-    annotate.add_argument("--gpu-workers", type=int, default=1, help="max model actors")
+    annotate.add_argument(
+        "--cpu-workers",
+        type=_workers,
+        default=None,
+        help="max decode actors (default auto: as many as the cluster has CPUs for)",
+    )
+    annotate.add_argument(
+        "--gpu-workers",
+        type=_workers,
+        default=None,
+        help="max model actors (default auto: one per GPU, growing with an autoscaling cluster)",
+    )
     annotate.add_argument(
         "--num-gpus-per-worker", type=float, default=1.0, help="GPUs per model actor (0: CPU only)"
     )
@@ -102,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text", help="transcript; when absent, Whisper transcribes")
     _add_model_options(predict)
     return parser
+
+
+def _workers(value: str) -> int | None:
+    """An actor count, or "auto" (None) to size the pool from the cluster."""
+    return None if value == "auto" else int(value)
 
 
 def job_config_from_args(args: argparse.Namespace) -> JobConfig:

@@ -187,10 +187,12 @@ class ResourceConfig:
     """Clips per model-stage batch."""
     decode_batch_size: int = 16
     """Clips per decode-stage batch; small, because decoded audio is ~230 MB per hour."""
-    cpu_workers: int = 2
-    """Maximum decode actors."""
-    gpu_workers: int = 1
-    """Maximum model actors."""
+    cpu_workers: int | None = None
+    """Maximum decode actors; None: as many as the cluster has CPUs for (Ray Data adds them
+    while the models wait for input)."""
+    gpu_workers: int | None = None
+    """Maximum model actors; None: one per GPU the cluster has, growing as an autoscaling
+    cluster adds GPUs (CPU-only runs: one)."""
     num_gpus_per_worker: float = 1.0
     """GPUs per model actor; 0 for CPU-only runs."""
     cpus_per_gpu_worker: float = 1.0
@@ -201,6 +203,8 @@ class ResourceConfig:
     def __post_init__(self) -> None:
         for name in ("batch_size", "decode_batch_size", "cpu_workers", "gpu_workers"):
             value = getattr(self, name)
+            if value is None and name.endswith("_workers"):
+                continue
             require(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
         require(
             self.num_gpus_per_worker >= 0, "num_gpus_per_worker", self.num_gpus_per_worker, ">= 0"

@@ -13,11 +13,12 @@ import logging
 import math
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import JobConfig
+from .config import JobConfig, ResourceConfig
 from .manifest import default_allowed_prefix, read_manifest
 from .output import OutputStore, RunRecord
 from .runs import RunSummary, choose_run_id, select_clips, summarise
@@ -25,14 +26,19 @@ from .schema import SCHEMA_VERSION
 from .sources import check_model_source
 from .stages import DecodeStage, ModelPlan, ModelStage
 
-__all__ = ["RunSummary", "plan_models", "build_dataset", "run"]
+if TYPE_CHECKING:
+    from ray.data import ActorPoolStrategy
+
+__all__ = ["RunSummary", "plan_models", "build_dataset", "model_pool", "run"]
 
 logger = logging.getLogger(__name__)
 
-# Manifest rows per input block: several blocks per decode actor so work spreads, but not so many
-# tiny blocks that scheduling dominates on million-row manifests.
+# Manifest rows per input block: several blocks per decode actor so work spreads, and never more
+# than a few decode batches. A decode task holds its block's audio until it yields, so bigger
+# blocks meant memory growing with the corpus and the model stage waiting a minute for its first
+# batch (1,024-row blocks on 10,000 clips); a few thousand small blocks schedule easily.
 _BLOCKS_PER_DECODE_WORKER = 4
-_MAX_ROWS_PER_BLOCK = 1024
+_DECODE_BATCHES_PER_BLOCK = 4
 # Object-store errors that pass, as s3fs/botocore raise them. Ray Data retries a failed file write
 # (10 attempts, backoff doubling from 1 s to 32 s) only if the error matches `retried_io_errors`,
 # whose defaults are pyarrow's own S3 messages; our writes go through s3fs, so without these an
@@ -69,10 +75,10 @@ def with_default_prefixes(config: JobConfig) -> JobConfig:
     return replace(config, decode=replace(config.decode, allowed_prefixes=prefixes))
 
 
-def _blocks(clips: pa.Table, workers: int) -> list[pa.Table]:
+def _blocks(clips: pa.Table, workers: int, decode_batch_size: int) -> list[pa.Table]:
     # A small manifest would otherwise be one block, and one actor would get all of it.
     per_block = math.ceil(clips.num_rows / (workers * _BLOCKS_PER_DECODE_WORKER))
-    per_block = max(1, min(per_block, _MAX_ROWS_PER_BLOCK))
+    per_block = max(1, min(per_block, decode_batch_size * _DECODE_BATCHES_PER_BLOCK))
     return [clips.slice(start, per_block) for start in range(0, clips.num_rows, per_block)]
 
 
@@ -87,7 +93,9 @@ def build_dataset(config: JobConfig, clips: pa.Table, plan: ModelPlan):
     res = config.resources
     # A GPU actor already reserves one CPU, and Ray warns when both are given: say what differs.
     default_cpus = res.num_gpus_per_worker > 0 and res.cpus_per_gpu_worker == 1
-    ds = ray.data.from_arrow(_blocks(clips, res.cpu_workers))
+    cluster = ray.cluster_resources()
+    decode_workers = res.cpu_workers or max(1, int(cluster.get("CPU", 1)))
+    ds = ray.data.from_arrow(_blocks(clips, decode_workers, res.decode_batch_size))
     ds = ds.map_batches(
         DecodeStage,
         fn_constructor_kwargs={"config": config.decode},
@@ -108,8 +116,23 @@ def build_dataset(config: JobConfig, clips: pa.Table, plan: ModelPlan):
         batch_format="pyarrow",
         num_cpus=None if default_cpus else res.cpus_per_gpu_worker,
         num_gpus=res.num_gpus_per_worker,
-        compute=ActorPoolStrategy(min_size=1, max_size=res.gpu_workers),
+        compute=model_pool(res, gpus=cluster.get("GPU", 0.0)),
     )
+
+
+def model_pool(res: ResourceConfig, gpus: float) -> ActorPoolStrategy:
+    """Model actors: the configured maximum, else one per GPU the cluster has now, and more
+    as an autoscaling cluster adds GPU nodes. CPU-only runs default to one: each model actor
+    holds a full set of models in memory."""
+    from ray.data import ActorPoolStrategy
+
+    if res.gpu_workers is not None:
+        return ActorPoolStrategy(min_size=1, max_size=res.gpu_workers)
+    if res.num_gpus_per_worker == 0:
+        return ActorPoolStrategy(size=1)
+    # Starting at full width saves Ray Data's gradual scale-up on a cluster already up.
+    initial = max(1, int(gpus // res.num_gpus_per_worker))
+    return ActorPoolStrategy(min_size=1, max_size=None, initial_size=initial)
 
 
 def _record(config: JobConfig, summary: RunSummary, started_at: str, files: list[str]):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -77,28 +78,59 @@ def read_bytes(uri: str) -> bytes:
         ) from exc
 
 
+# Decoded audio per output block: 10 minutes at 16 kHz float32 is 38 MB. Bounding blocks by audio
+# rather than by rows keeps a decode actor's memory the same for 2 s clips and 30 min files.
+_MAX_BLOCK_SAMPLES = 600 * 16000
+
+
 class DecodeStage:
-    """Fetches and decodes each clip to 16 kHz mono float32, recording its original format."""
+    """Fetches and decodes each clip to 16 kHz mono float32, recording its original format.
+
+    Yields the batch's rows in order, as one or more tables of at most ``_MAX_BLOCK_SAMPLES``
+    decoded samples (a longer clip goes alone).
+    """
 
     def __init__(self, config: DecodeConfig) -> None:
         self.config = config
-        # Object reads are latency-bound; threads overlap them (decoders release the GIL too).
+        # Object reads are latency-bound: threads fetch ahead while this thread decodes.
         self._pool = ThreadPoolExecutor(max_workers=config.fetch_threads)
         self.counts = StageCounts()
 
-    def _decode(self, uri: str) -> tuple[DecodedAudio | None, RowError | None]:
-        """The decoded clip and/or why it cannot go on; a too-short clip keeps its metadata."""
-        from .audio import decode_audio
-
+    def _fetch(self, uri: str) -> bytes | RowError:
         allowed = self.config.allowed_prefixes
         if allowed is not None and not within_prefixes(uri, allowed):
-            return None, RowError(
+            return RowError(
                 ErrorCode.OUTSIDE_ALLOWED_PREFIXES,
                 f"{uri} is outside the allowed input prefixes ({', '.join(allowed)}); "
                 "widen them with --allowed-prefix",
             )
         try:
-            audio = decode_audio(read_bytes(uri), max_duration_s=self.config.max_duration_s)
+            return read_bytes(uri)
+        except RowError as exc:
+            return exc
+
+    def _fetched(self, uris: list[str]) -> Iterator[bytes | RowError]:
+        """Each object's bytes in order, with at most ``fetch_threads`` reads ahead.
+
+        Decoding stays on one thread, as the actor reserves one CPU, and the window bounds how
+        many undecoded files are held at once (30 min of WAV is 100-300 MB).
+        """
+        window: deque[Future] = deque()
+        for uri in uris:
+            window.append(self._pool.submit(self._fetch, uri))
+            if len(window) >= self.config.fetch_threads:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+
+    def _decode(self, fetched: bytes | RowError) -> tuple[DecodedAudio | None, RowError | None]:
+        """The decoded clip and/or why it cannot go on; a too-short clip keeps its metadata."""
+        from .audio import decode_audio
+
+        if isinstance(fetched, RowError):
+            return None, fetched
+        try:
+            audio = decode_audio(fetched, max_duration_s=self.config.max_duration_s)
         except RowError as exc:
             return None, exc
         if audio.duration_s < self.config.min_duration_s:
@@ -109,9 +141,20 @@ class DecodeStage:
             )
         return audio, None
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         started = time.perf_counter()
-        results = list(self._pool.map(self._decode, batch["audio"].to_pylist()))
+        done, results, samples = 0, [], 0
+        for fetched in self._fetched(batch["audio"].to_pylist()):
+            results.append(self._decode(fetched))
+            audio, error = results[-1]
+            samples += len(audio.waveform) if error is None else 0
+            if samples >= _MAX_BLOCK_SAMPLES:
+                yield self._table(batch.slice(done, len(results)), results, started)
+                done, results, samples, started = done + len(results), [], 0, time.perf_counter()
+        if results or not done:
+            yield self._table(batch.slice(done, len(results)), results, started)
+
+    def _table(self, rows: pa.Table, results: list, started: float) -> pa.Table:
         waves, durations, rates, channels, codes, reasons = [], [], [], [], [], []
         for audio, error in results:
             usable = error is None
@@ -124,7 +167,7 @@ class DecodeStage:
         offsets = np.zeros(len(waves) + 1, dtype=np.int64)
         np.cumsum([len(w) for w in waves], out=offsets[1:])
         values = np.concatenate(waves) if waves else np.zeros(0, np.float32)
-        columns = {name: batch[name] for name in batch.column_names}
+        columns = {name: rows[name] for name in rows.column_names}
         columns.update(
             waveform=pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values)),
             duration_s=pa.array(durations, pa.float64()),

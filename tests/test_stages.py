@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from speech_emotion import stages
 from speech_emotion.config import DecodeConfig, ModelConfig
 from speech_emotion.schema import CLIP_SCHEMA, DECODED_SCHEMA, OUTPUT_SCHEMA
 from speech_emotion.stages import DecodeStage, ModelPlan, ModelStage
@@ -33,6 +34,11 @@ def clips_table(
             }
         )
     return pa.Table.from_pylist(rows, schema=CLIP_SCHEMA)
+
+
+def decode(stage: DecodeStage, table: pa.Table) -> pa.Table:
+    """All the blocks the decode stage yields for one batch, as one table."""
+    return pa.concat_tables(stage(table))
 
 
 def model_stage(tiny_models, *, needs_whisper: bool = True, mode: str = "concat") -> ModelStage:
@@ -68,7 +74,7 @@ def test_decode_keeps_rows_in_order_and_marks_failures(tmp_path):
             ("c", 1.0, None, None),
         ],
     )
-    out = DecodeStage(DecodeConfig(min_duration_s=0.1))(table)
+    out = decode(DecodeStage(DecodeConfig(min_duration_s=0.1)), table)
     assert out.schema == DECODED_SCHEMA
     assert out["id"].to_pylist() == ["a", "gone", "b", "c"]
     assert out["error_code"].to_pylist() == [None, "missing_object", "too_short", None]
@@ -77,9 +83,19 @@ def test_decode_keeps_rows_in_order_and_marks_failures(tmp_path):
     assert out["duration_s"].to_pylist()[2] == pytest.approx(0.05)
 
 
+def test_decode_splits_a_batch_into_blocks_of_bounded_audio(tmp_path, monkeypatch):
+    # Two seconds of audio per block: a batch of long files must not become one huge block.
+    monkeypatch.setattr(stages, "_MAX_BLOCK_SAMPLES", 2 * 16000)
+    specs = [("a", 1.0), ("b", 1.5), ("gone", None), ("c", 3.0), ("d", 0.5)]
+    table = clips_table(tmp_path, [(clip_id, s, None, None) for clip_id, s in specs])
+    blocks = list(DecodeStage(DecodeConfig())(table))
+    assert [block["id"].to_pylist() for block in blocks] == [["a", "b"], ["gone", "c"], ["d"]]
+    assert all(block.schema == DECODED_SCHEMA for block in blocks)
+
+
 def test_decode_refuses_files_longer_than_the_maximum(tmp_path):
     table = clips_table(tmp_path, [("long", 3.0, None, None)])
-    out = DecodeStage(DecodeConfig(max_duration_s=2.0))(table)
+    out = decode(DecodeStage(DecodeConfig(max_duration_s=2.0)), table)
     assert out["error_code"].to_pylist() == ["too_long"]
     assert "longer than the 2 s limit" in out["error"][0].as_py()
 
@@ -95,7 +111,7 @@ def test_only_rows_without_a_transcript_go_through_whisper(tiny_models, tmp_path
     )
     stage = model_stage(tiny_models)
     stage.transcriber = spy = CountingTranscriber(stage.transcriber)
-    out = stage(DecodeStage(DecodeConfig())(table))
+    out = stage(decode(DecodeStage(DecodeConfig()), table))
     assert out.schema == OUTPUT_SCHEMA
     assert spy.calls == [2]
     rows = {row["id"]: row for row in out.to_pylist()}
@@ -110,20 +126,21 @@ def test_whisper_is_not_loaded_when_every_row_has_a_transcript(tiny_models, tmp_
     stage = model_stage(tiny_models, needs_whisper=False)
     assert stage.transcriber is None
     table = clips_table(tmp_path, [("a", 0.5, "hello", None)])
-    assert stage(DecodeStage(DecodeConfig())(table))["status"].to_pylist() == ["ok"]
+    assert stage(decode(DecodeStage(DecodeConfig()), table))["status"].to_pylist() == ["ok"]
 
 
 def test_audio_mode_needs_neither_whisper_nor_text(tiny_models, tmp_path):
     stage = model_stage(tiny_models, mode="audio")
     assert stage.transcriber is None
-    out = stage(DecodeStage(DecodeConfig())(clips_table(tmp_path, [("a", 0.5, None, None)])))
+    table = clips_table(tmp_path, [("a", 0.5, None, None)])
+    out = stage(decode(DecodeStage(DecodeConfig()), table))
     row = out.to_pylist()[0]
     assert (row["status"], row["transcript"], row["text_encoder"]) == ("ok", None, None)
 
 
 def test_a_language_whisper_does_not_know_is_an_error_row_not_a_crash(tiny_models, tmp_path):
     table = clips_table(tmp_path, [("odd", 0.5, None, "klingon"), ("fine", 0.5, None, None)])
-    out = model_stage(tiny_models)(DecodeStage(DecodeConfig())(table)).to_pylist()
+    out = model_stage(tiny_models)(decode(DecodeStage(DecodeConfig()), table)).to_pylist()
     assert out[0]["error_code"] == "unsupported_language"
     assert out[0]["error"].startswith("transcribe: language 'klingon'")
     assert out[1]["status"] == "ok"
@@ -131,7 +148,7 @@ def test_a_language_whisper_does_not_know_is_an_error_row_not_a_crash(tiny_model
 
 def test_decode_failures_pass_through_the_model_stage_untouched(tiny_models, tmp_path):
     table = clips_table(tmp_path, [("gone", None, None, None)])
-    row = model_stage(tiny_models)(DecodeStage(DecodeConfig())(table)).to_pylist()[0]
+    row = model_stage(tiny_models)(decode(DecodeStage(DecodeConfig()), table)).to_pylist()[0]
     assert (row["status"], row["error_code"], row["run_id"]) == (
         "error",
         "missing_object",
