@@ -81,6 +81,8 @@ def read_bytes(uri: str) -> bytes:
 # Decoded audio per output block: 10 minutes at 16 kHz float32 is 38 MB. Bounding blocks by audio
 # rather than by rows keeps a decode actor's memory the same for 2 s clips and 30 min files.
 _MAX_BLOCK_SAMPLES = 600 * 16000
+# Encoded bytes read ahead of the decoder, per actor.
+_MAX_READ_AHEAD_BYTES = 256 * 2**20
 
 
 class DecodeStage:
@@ -94,6 +96,7 @@ class DecodeStage:
         self.config = config
         # Object reads are latency-bound: threads fetch ahead while this thread decodes.
         self._pool = ThreadPoolExecutor(max_workers=config.fetch_threads)
+        self._recent_sizes: deque[int] = deque(maxlen=config.fetch_threads)
         self.counts = StageCounts()
 
     def _fetch(self, uri: str) -> bytes | RowError:
@@ -110,18 +113,34 @@ class DecodeStage:
             return exc
 
     def _fetched(self, uris: list[str]) -> Iterator[bytes | RowError]:
-        """Each object's bytes in order, with at most ``fetch_threads`` reads ahead.
+        """Each object's bytes in order, read ahead on threads while this thread decodes.
 
-        Decoding stays on one thread, as the actor reserves one CPU, and the window bounds how
-        many undecoded files are held at once (30 min of WAV is 100-300 MB).
+        Decoding stays on one thread, as the actor reserves one CPU. Reads ahead are capped by
+        count (``fetch_threads``) and by bytes: a 30 min WAV is 100-300 MB, so with long files
+        only as many are read ahead as fit in ``_MAX_READ_AHEAD_BYTES``, judged by the largest
+        recent file.
         """
         window: deque[Future] = deque()
         for uri in uris:
+            # Decoding happens while this generator waits at the yield: the reads in the window
+            # are the ones running meanwhile.
+            while len(window) > self._reads_ahead():
+                yield self._collect(window.popleft())
             window.append(self._pool.submit(self._fetch, uri))
-            if len(window) >= self.config.fetch_threads:
-                yield window.popleft().result()
         while window:
-            yield window.popleft().result()
+            yield self._collect(window.popleft())
+
+    def _reads_ahead(self) -> int:
+        if not self._recent_sizes:
+            return 1  # nothing known yet: size the window from the first file
+        fit = _MAX_READ_AHEAD_BYTES // max(1, max(self._recent_sizes))
+        return max(1, min(self.config.fetch_threads, fit))
+
+    def _collect(self, read: Future) -> bytes | RowError:
+        fetched = read.result()
+        if isinstance(fetched, bytes):
+            self._recent_sizes.append(len(fetched))
+        return fetched
 
     def _decode(self, fetched: bytes | RowError) -> tuple[DecodedAudio | None, RowError | None]:
         """The decoded clip and/or why it cannot go on; a too-short clip keeps its metadata."""

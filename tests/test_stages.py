@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pyarrow as pa
 import pytest
 
@@ -91,6 +94,44 @@ def test_decode_splits_a_batch_into_blocks_of_bounded_audio(tmp_path, monkeypatc
     blocks = list(DecodeStage(DecodeConfig())(table))
     assert [block["id"].to_pylist() for block in blocks] == [["a", "b"], ["gone", "c"], ["d"]]
     assert all(block.schema == DECODED_SCHEMA for block in blocks)
+
+
+def concurrent_reads(monkeypatch) -> list[int]:
+    """Records, at each read, how many reads are running at once."""
+    running, seen, lock = [0], [], threading.Lock()
+    real = stages.read_bytes
+
+    def read(uri: str) -> bytes:
+        with lock:
+            running[0] += 1
+            seen.append(running[0])
+        time.sleep(0.05)
+        try:
+            return real(uri)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(stages, "read_bytes", read)
+    return seen
+
+
+def test_decode_reads_small_files_ahead_on_several_threads(tmp_path, monkeypatch):
+    seen = concurrent_reads(monkeypatch)
+    table = clips_table(tmp_path, [(f"c{i}", 0.2, None, None) for i in range(12)])
+    decode(DecodeStage(DecodeConfig(fetch_threads=4)), table)
+    assert max(seen) >= 3
+
+
+def test_decode_reads_large_files_one_ahead_so_memory_stays_bounded(tmp_path, monkeypatch):
+    # Each 2 s WAV is 64 kB; a budget of 100 kB fits one of them ahead of the decoder: the file
+    # being decoded (or awaited) and one more.
+    monkeypatch.setattr(stages, "_MAX_READ_AHEAD_BYTES", 100_000)
+    seen = concurrent_reads(monkeypatch)
+    table = clips_table(tmp_path, [(f"c{i}", 2.0, None, None) for i in range(6)])
+    out = decode(DecodeStage(DecodeConfig(fetch_threads=4)), table)
+    assert out["error_code"].to_pylist() == [None] * 6
+    assert max(seen) <= 2
 
 
 def test_decode_refuses_files_longer_than_the_maximum(tmp_path):
