@@ -7,6 +7,7 @@ reproduces the toolkit's one-clip-at-a-time probabilities for every clip, howeve
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +51,43 @@ SAMPLE_RATE_HZ = 16000
 _SAFE_LOADING = {"use_safetensors": True, "trust_remote_code": False}
 # Present in some checkpoints, never used at inference.
 _OPTIONAL_KEYS = frozenset({"wav2vec2_bert.masked_spec_embed"})
+
+
+def relative_key_bias(module: nn.Module, query: torch.Tensor, key: torch.Tensor):
+    """Wav2Vec2-BERT's relative-key attention bias, without a [frames, frames, head] tensor.
+
+    transformers looks up one embedding per (query, key) pair and contracts it with the query:
+    at the 160 s cap (8,000 frames) that tensor is 8,000 x 8,000 x 64 values per layer, 8 GB in
+    bf16. Distances are clamped, so only left + right + 1 embeddings exist (73 for w2v-bert-2.0):
+    the query is contracted with those and the result gathered by distance. Same products, same
+    sums; the bias is the size of the attention scores it is added to.
+    """
+    left = module.left_max_position_embeddings
+    right = module.right_max_position_embeddings
+    batch, heads, query_length, _ = query.shape
+    key_length = key.shape[2]
+    per_distance = torch.matmul(query, module.distance_embedding.weight.to(query.dtype).T)
+    distance = torch.arange(key_length, device=query.device).view(1, -1) - torch.arange(
+        query_length, device=query.device
+    ).view(-1, 1)
+    index = (distance.clamp(-left, right) + left).expand(batch, heads, -1, -1)
+    return query, torch.gather(per_distance, 3, index) * module.scaling
+
+
+def _use_compact_relative_key_bias():
+    """Installs :func:`relative_key_bias`; returns the function it replaces (None if it did not)."""
+    from transformers.models.wav2vec2_bert import modeling_wav2vec2_bert as w2v_bert
+
+    # The attention layer calls this module-level helper by name; the signature is checked so a
+    # transformers upgrade that changes it keeps its own code rather than breaking ours.
+    stock = getattr(w2v_bert, "_apply_relative_key_position_encoding", None)
+    if stock is None or list(inspect.signature(stock).parameters) != ["module", "query", "key"]:
+        return None
+    w2v_bert._apply_relative_key_position_encoding = relative_key_bias
+    return stock
+
+
+TRANSFORMERS_RELATIVE_KEY_BIAS = _use_compact_relative_key_bias()
 
 
 class ClassificationHead(nn.Module):

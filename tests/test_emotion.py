@@ -216,3 +216,27 @@ def test_a_text_model_with_only_pickled_weights_is_refused(tmp_path):
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     with pytest.raises(ModelLoadError, match="text encoder 'pickled' could not be loaded"):
         TextEncoder(folder, device="cpu", dtype=torch.float32, source="pickled")
+
+
+def test_the_compact_relative_key_bias_equals_the_one_transformers_computes():
+    from speech_emotion.emotion import TRANSFORMERS_RELATIVE_KEY_BIAS, relative_key_bias
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    # w2v-bert-2.0's clamp (64 left, 8 right); more frames than distances, in both directions.
+    module.left_max_position_embeddings, module.right_max_position_embeddings = 64, 8
+    module.distance_embedding = torch.nn.Embedding(73, 16)
+    module.scaling = 16**-0.5
+    query, key = torch.randn(2, 3, 150, 16), torch.randn(2, 3, 170, 16)
+    _, expected = TRANSFORMERS_RELATIVE_KEY_BIAS(module, query, key)
+    _, got = relative_key_bias(module, query, key)
+    assert got.shape == expected.shape == (2, 3, 150, 170)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_encoder_uses_the_compact_bias():
+    from transformers.models.wav2vec2_bert import modeling_wav2vec2_bert as w2v_bert
+
+    from speech_emotion.emotion import relative_key_bias
+
+    assert w2v_bert._apply_relative_key_position_encoding is relative_key_bias
