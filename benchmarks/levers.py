@@ -150,7 +150,7 @@ def describe(models: Models, args: argparse.Namespace) -> str:
 
     audio = AutoConfig.from_pretrained(models.emotion)
     text = AutoConfig.from_pretrained(models.text_encoder)
-    whisper = "tiny random Whisper (the builder's fixed 64-d, 2+2 layers)"
+    whisper = "tiny random Whisper (tiny_models' fixed size; --hidden does not change it)"
     if not models.tiny:
         whisper = f"Whisper {args.whisper_model}"
     kind = "tiny random" if models.tiny else "given"
@@ -560,13 +560,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden", type=int, default=256, help="tiny Wav2Vec2-BERT width")
     parser.add_argument("--text-hidden", type=int, default=256, help="tiny BERT width")
-    parser.add_argument("--mode", default="concat", help="emotion mode for lever 6 (and given)")
+    parser.add_argument(
+        "--mode",
+        default="concat",
+        choices=["audio", "concat", "mean", "multihead"],
+        help="emotion mode for lever 6, and of a given --emotion-model",
+    )
     parser.add_argument("--emotion-model")
     parser.add_argument("--text-encoder")
     parser.add_argument("--whisper-model")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="one model worker's CPUs")
-    parser.add_argument("--repeats", type=int, default=1, help="timed runs per variant")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant")
     parser.add_argument(
         "--long-scale",
         type=float,

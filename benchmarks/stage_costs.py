@@ -48,6 +48,7 @@ from collections.abc import Callable  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TypeVar  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -61,6 +62,10 @@ WINDOW_S = 30.0
 HOUR_S = 3600.0
 # Whisper's text vocabulary is 50257 entries; <|endoftext|> and the special tokens follow.
 WHISPER_TEXT_TOKENS = 50257
+
+T = TypeVar("T")
+# Wall / CPU of every timed call set, for the contention check (fitted rows would add noise).
+WALL_OVER_CPU: list[float] = []
 
 
 @dataclass(frozen=True)
@@ -78,13 +83,30 @@ class WhisperShape:
     target_positions: int = 448
 
 
+@dataclass(frozen=True)
+class Timing:
+    """Median seconds: CPU (user + system), the system part alone, and wall."""
+
+    cpu: float
+    sys: float
+    wall: float
+
+    def times(self, k: float) -> Timing:
+        return Timing(self.cpu * k, self.sys * k, self.wall * k)
+
+    def per(self, n: float) -> Timing:
+        return self.times(1 / n)
+
+    def __sub__(self, other: Timing) -> Timing:
+        return Timing(self.cpu - other.cpu, self.sys - other.sys, self.wall - other.wall)
+
+
 @dataclass
 class Row:
     stage: str
     unit: str
-    cpu_s: float
-    """Median CPU seconds per unit."""
-    wall_s: float
+    time: Timing
+    """Per unit."""
     flops: float | None
     """FLOPs per unit, from the formulas below; None where counting them means nothing."""
     units_per_hour: float
@@ -129,20 +151,34 @@ def whisper_window_flops(s: WhisperShape, prompt_tokens: int) -> float:
     return cross_kv + prompt_tokens * whisper_token_flops(s, prompt_tokens / 2)
 
 
-def emotion_flops(config, frames: int) -> float:
+def emotion_flops(config, frames: int, compact_bias: bool) -> float:
     """The concat emotion model on one clip of ``frames`` feature frames (50 per second).
 
     Feature projection 2*160*d per frame. Per conformer layer and frame: two half-step FFNs
     2*2*(2 d ffn), Q, K, V, out 2*4 d^2, pointwise convs d -> 2d and d -> d 2*3 d^2, depthwise conv
-    2*k*d; plus 3 * 2*T*d for QK^T, the relative-key term (query . distance embedding for every
-    query-key pair) and AV. Head: projector 2*d*768 per frame, dense 2*1536^2, out 2*1536*7.
+    2*k*d; plus 2 * 2*T*d for QK^T and AV, and the relative-key term: the query against the
+    left + right + 1 distance embeddings, 2*(left + right + 1)*d, with the job's compact bias
+    (speech_emotion.emotion.relative_key_bias), or against one embedding per query-key pair,
+    2*T*d, as transformers computes it. Head: projector 2*d*768 per frame, dense 2*1536^2, out
+    2*1536*7.
     """
     d, ffn, k = config.hidden_size, config.intermediate_size, config.conv_depthwise_kernel_size
+    distances = config.left_max_position_embeddings + config.right_max_position_embeddings + 1
     per_frame = 2 * (2 * 2 * d * ffn + 4 * d * d + 3 * d * d + k * d)
-    attention = 3 * 2 * frames * frames * d
-    layers = config.num_hidden_layers * (per_frame * frames + attention)
+    per_frame += 2 * 2 * frames * d + 2 * (distances if compact_bias else frames) * d
+    layers = config.num_hidden_layers * per_frame * frames
     head = 2 * d * 768 * frames + 2 * 1536 * 1536 + 2 * 1536 * 7
     return 2 * config.feature_projection_input_dim * d * frames + layers + head
+
+
+@dataclass(frozen=True)
+class EmotionSetup:
+    config: object
+    """The Wav2Vec2BertConfig the encoder was built with."""
+    attention: str
+    """transformers' attention implementation for the encoder (eager, sdpa, ...)."""
+    compact_bias: bool
+    """Whether the job's relative-key bias replaced transformers' [T, T, head] one."""
 
 
 def bert_flops(config, batch: int, padded_len: int) -> float:
@@ -162,19 +198,29 @@ def spectrogram_flops(frames: int, n_fft: int, n_mels: int) -> float:
 # -- timing ---------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median (CPU s, wall s) of ``repeats`` calls after one warm-up call.
+def timed(fn: Callable[[], T], repeats: int) -> tuple[Timing, T]:
+    """Median timing of ``repeats`` calls after one warm-up call, and the last call's result.
 
-    CPU time is the cost; wall time shows contention (another process on the core) or waiting.
+    CPU time is the cost. The system part is mostly page faults on freshly allocated buffers;
+    wall time above CPU time would mean contention or waiting.
     """
-    fn()  # first call pays allocations, lazy initialisation and cold caches
-    cpu, wall = [], []
+    result = fn()  # the first call pays allocations, lazy initialisation and cold caches
+    cpu, sys_, wall = [], [], []
     for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        fn()
+        c0, s0, w0 = time.process_time(), _system_s(), time.perf_counter()
+        result = fn()
         cpu.append(time.process_time() - c0)
+        sys_.append(_system_s() - s0)
         wall.append(time.perf_counter() - w0)
-    return statistics.median(cpu), statistics.median(wall)
+    median = statistics.median
+    WALL_OVER_CPU.append(median(wall) / median(cpu))
+    return Timing(median(cpu), median(sys_), median(wall)), result
+
+
+def _system_s() -> float:
+    # getrusage splits user and system time by sampling at kernel ticks, so the split is rough
+    # for short calls; the total (process_time) is exact.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
 
 
 def peak_mb() -> float:
@@ -293,7 +339,7 @@ def ensure_whisper(models_dir: Path, shape: WhisperShape) -> Path:
     out = models_dir / "whisper-large-v3-turbo-shape-int8"
     marker = out / "stage_costs_shape.json"
     if marker.is_file() and json.loads(marker.read_text()) == asdict(shape):
-        print(f"whisper: cached in {out}")
+        print(f"whisper: cached in {out}", flush=True)
         return out
     print(f"whisper: building {shape} into {out} (child process)...", flush=True)
     spawn = multiprocessing.get_context("spawn")
@@ -316,9 +362,9 @@ def measure_decode(args: argparse.Namespace) -> list[Row]:
     buffer = io.BytesIO()
     sf.write(buffer, synthetic_wave(WINDOW_S, rate=rate), rate, format="FLAC")
     data = buffer.getvalue()
-    cpu, wall = timed(lambda: decode_audio(data), args.repeats)
-    stage = "decode + resample (30 s FLAC, 44.1 kHz mono)"
-    return [Row(stage, "audio-s", cpu / WINDOW_S, wall / WINDOW_S, None, HOUR_S, "cpu", True, 0)]
+    timing, _ = timed(lambda: decode_audio(data), args.repeats)
+    stage = "decode + resample to 16 kHz (30 s FLAC, 44.1 kHz mono)"
+    return [Row(stage, "audio-s", timing.per(WINDOW_S), None, HOUR_S, "cpu", True, peak_mb())]
 
 
 def measure_whisper(model_dir: Path, shape: WhisperShape, args: argparse.Namespace) -> list[Row]:
@@ -329,14 +375,14 @@ def measure_whisper(model_dir: Path, shape: WhisperShape, args: argparse.Namespa
     windows_per_hour = HOUR_S / WINDOW_S
     wave = synthetic_wave(WINDOW_S)
     extractor = FeatureExtractor(feature_size=shape.n_mels)
-    cpu, wall = timed(lambda: extractor(wave), args.repeats)
-    mel_flops = spectrogram_flops(extractor(wave).shape[1], extractor.n_fft, shape.n_mels)
+    timing, mel = timed(lambda: extractor(wave), args.repeats)
+    mel_flops = spectrogram_flops(mel.shape[1], extractor.n_fft, shape.n_mels)
     rows = [
-        Row("Whisper log-mel, 128 bins", "window", cpu, wall, mel_flops, windows_per_hour, "cpu",
+        Row("Whisper log-mel, 128 bins", "window", timing, mel_flops, windows_per_hour, "cpu",
             True, peak_mb())
     ]  # fmt: skip
     # As the job does (asr.py): drop the padding frame, pad to the 30 s window.
-    features = pad_or_trim(extractor(wave)[:, :-1])
+    features = pad_or_trim(mel[:, :-1])
 
     model = ctranslate2.models.Whisper(
         str(model_dir), device="cpu", compute_type="int8", intra_threads=1, inter_threads=1
@@ -347,14 +393,12 @@ def measure_whisper(model_dir: Path, shape: WhisperShape, args: argparse.Namespa
     prompt.append(ids["<|notimestamps|>"])
     encoder_flops = whisper_encoder_flops(shape, features.shape[1])
     for batch in (1, 4):
-        batch_features = np.ascontiguousarray(np.stack([features] * batch))
-        view = ctranslate2.StorageView.from_array(batch_features)
-        cpu, wall = timed(lambda view=view: model.encode(view), args.repeats)
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray([features] * batch))
+        timing, encoded = timed(lambda view=view: model.encode(view), args.repeats)
         rows.append(
-            Row(f"Whisper encoder, batch {batch}", "window", cpu / batch, wall / batch,
-                encoder_flops, windows_per_hour, "model", batch == 4, peak_mb())
+            Row(f"Whisper encoder, batch {batch}", "window", timing.per(batch), encoder_flops,
+                windows_per_hour, "model", batch == 4, peak_mb())
         )  # fmt: skip
-        encoded = model.encode(view)
         eot = ids["<|endoftext|>"]
         rows += _measure_decoder(model, encoded, batch, prompt, eot, shape, args)
         print(f"  whisper batch {batch} done", flush=True)
@@ -365,48 +409,53 @@ def _measure_decoder(model, encoded, batch, prompt, eot, shape, args) -> list[Ro
     """Greedy decoding, end of text suppressed so every row runs to the length asked for.
 
     Two lengths give a slope (cost per token) and an intercept (cost per window: prompt and
-    cross-attention keys and values), which a single length would mix.
+    cross-attention keys and values), which one length divided by its token count would mix.
     """
-    costs, counts = [], []
-    for length in (args.short_tokens, args.long_tokens):
+    timings, counts = [], []
+    for tokens in (args.short_tokens, args.long_tokens):
 
-        def generate(length: int = length):
+        def generate(tokens: int = tokens):
+            # CTranslate2's Whisper generates at most max_length // 2 tokens (the other half of
+            # the 448-token context is kept for a prompt, as in OpenAI's sample_len).
             return model.generate(
                 encoded,
                 [prompt] * batch,
                 beam_size=1,
-                max_length=length,
+                max_length=2 * tokens,
                 suppress_blank=False,
                 suppress_tokens=[eot],
             )
 
-        costs.append(timed(generate, args.repeats))
-        counts.append(statistics.mean(len(r.sequences_ids[0]) for r in generate()))
-    span = counts[1] - counts[0]
-    token_cpu = (costs[1][0] - costs[0][0]) / span / batch
-    token_wall = (costs[1][1] - costs[0][1]) / span / batch
-    fixed_cpu = costs[0][0] / batch - counts[0] * token_cpu
-    fixed_wall = costs[0][1] / batch - counts[0] * token_wall
+        timing, results = timed(generate, args.repeats)
+        timings.append(timing)
+        counts.append(statistics.mean(len(r.sequences_ids[0]) for r in results))
+    print(f"  decoder batch {batch}: {counts} tokens generated for {args.short_tokens} and "
+          f"{args.long_tokens} asked", flush=True)  # fmt: skip
+    short, long = timings[0].per(batch), timings[1].per(batch)
+    token = (long - short).per(counts[1] - counts[0])
+    fixed = short - token.times(counts[0])
     # A transcript's tokens see on average half the window's text plus the prompt in the cache.
     context = len(prompt) + args.tokens_per_second * WINDOW_S / 2
     stage = f"Whisper decoder, batch {batch}"
-    print(f"  decoder batch {batch}: {counts} tokens generated for max_length "
-          f"{args.short_tokens}, {args.long_tokens}", flush=True)  # fmt: skip
     return [
-        Row(f"{stage}: per token", "token", token_cpu, token_wall,
-            whisper_token_flops(shape, context), HOUR_S * args.tokens_per_second, "model",
-            batch == 4, peak_mb()),
-        Row(f"{stage}: fixed per window", "window", fixed_cpu, fixed_wall,
+        Row(f"{stage}: per token", "token", token, whisper_token_flops(shape, context),
+            HOUR_S * args.tokens_per_second, "model", batch == 4, peak_mb()),
+        Row(f"{stage}: fixed per window", "window", fixed,
             whisper_window_flops(shape, len(prompt)), HOUR_S / WINDOW_S, "model", batch == 4,
             peak_mb()),
     ]  # fmt: skip
 
 
-def measure_emotion(args: argparse.Namespace) -> tuple[list[Row], object]:
+def measure_emotion(args: argparse.Namespace) -> tuple[list[Row], EmotionSetup]:
     import torch
     from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
 
+    from speech_emotion import emotion
     from speech_emotion.emotion import FEATURE_EXTRACTOR_KWARGS, FusionEmotionModel
+
+    # The job installs its own relative-key bias on import when transformers' helper has the
+    # signature it expects; the FLOPs follow whichever one runs.
+    compact = getattr(emotion, "TRANSFORMERS_RELATIVE_KEY_BIAS", None) is not None
 
     # Wav2Vec2BertConfig's defaults are w2v-bert-2.0's; the two named here are what the
     # published checkpoint sets explicitly.
@@ -417,12 +466,11 @@ def measure_emotion(args: argparse.Namespace) -> tuple[list[Row], object]:
     ).eval()
     extractor = SeamlessM4TFeatureExtractor()
     short = synthetic_wave(10.0)
-    cpu, wall = timed(lambda: extractor(short, **FEATURE_EXTRACTOR_KWARGS), args.repeats)
-    frames = extractor(short, **FEATURE_EXTRACTOR_KWARGS)["input_features"].shape[1]
-    # Two 10 ms fbank frames per feature frame: spectrogram work is on the 10 ms frames.
-    fbank = spectrogram_flops(2 * frames, 512, extractor.feature_size) / 10.0
+    timing, inputs = timed(lambda: extractor(short, **FEATURE_EXTRACTOR_KWARGS), args.repeats)
+    # Each feature frame stacks two 10 ms fbank frames: the spectrogram work is per 10 ms frame.
+    fbank = spectrogram_flops(2 * inputs["input_features"].shape[1], 512, extractor.feature_size)
     rows = [
-        Row("SeamlessM4T fbank (10 s clip)", "audio-s", cpu / 10.0, wall / 10.0, fbank, HOUR_S,
+        Row("SeamlessM4T fbank (10 s clip)", "audio-s", timing.per(10.0), fbank / 10.0, HOUR_S,
             "cpu", True, peak_mb())
     ]  # fmt: skip
     text = torch.zeros(1, 768)
@@ -430,14 +478,15 @@ def measure_emotion(args: argparse.Namespace) -> tuple[list[Row], object]:
         inputs = extractor(synthetic_wave(seconds), **FEATURE_EXTRACTOR_KWARGS)
         features, mask = inputs["input_features"], inputs["attention_mask"]
         with torch.inference_mode():
-            cpu, wall = timed(lambda f=features, m=mask: model(f, m, text), args.repeats)
-        flops = emotion_flops(config, features.shape[1]) / seconds
+            timing, _ = timed(lambda f=features, m=mask: model(f, m, text), args.repeats)
+        flops = emotion_flops(config, features.shape[1], compact) / seconds
         rows.append(
-            Row(f"W2V-BERT + concat head ({seconds:.0f} s clip)", "audio-s", cpu / seconds,
-                wall / seconds, flops, HOUR_S, "model", seconds == WINDOW_S, peak_mb())
+            Row(f"W2V-BERT + concat head ({seconds:.0f} s clip)", "audio-s", timing.per(seconds),
+                flops, HOUR_S, "model", seconds == WINDOW_S, peak_mb())
         )  # fmt: skip
         print(f"  emotion {seconds:.0f} s done", flush=True)
-    return rows, (config, model.wav2vec2_bert.config._attn_implementation)
+    attention = model.wav2vec2_bert.config._attn_implementation
+    return rows, EmotionSetup(config, attention, compact)
 
 
 def measure_bert(args: argparse.Namespace) -> tuple[list[Row], float]:
@@ -456,14 +505,13 @@ def measure_bert(args: argparse.Namespace) -> tuple[list[Row], float]:
     ids = torch.from_numpy(rng.integers(1000, config.vocab_size, size=(len(lengths), padded)))
     mask = torch.from_numpy(np.arange(padded)[None, :] < lengths[:, None]).long()
     with torch.inference_mode():
-        cpu, wall = timed(lambda: model(input_ids=ids, attention_mask=mask), args.repeats)
+        timing, _ = timed(lambda: model(input_ids=ids, attention_mask=mask), args.repeats)
     batch = len(lengths)
-    flops = bert_flops(config, batch, padded) / batch
     # One transcript per clip; clips per hour follow from the transcript rate.
     per_hour = HOUR_S * args.tokens_per_second / float(pieces.mean())
     row = Row(
-        f"BERT-base, batch {batch}, padded to {padded}", "transcript", cpu / batch, wall / batch,
-        flops, per_hour, "model", True, peak_mb(),
+        f"BERT-base, batch {batch}, padded to {padded}", "transcript", timing.per(batch),
+        bert_flops(config, batch, padded) / batch, per_hour, "model", True, peak_mb(),
     )  # fmt: skip
     return [row], float(pieces.mean())
 
@@ -473,104 +521,127 @@ def measure_bert(args: argparse.Namespace) -> tuple[list[Row], float]:
 
 def table(rows: list[Row]) -> list[str]:
     lines = [
-        "| stage | unit | CPU ms / unit | wall / CPU | GFLOP / unit | GFLOP/s | units / audio-h "
+        "| stage | unit | CPU ms / unit | sys % | GFLOP / unit | GFLOP/s | units / audio-h "
         "| CPU s / audio-h | TFLOP / audio-h | peak RSS MB so far |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        gflop = "–" if r.flops is None else f"{r.flops / 1e9:.3g}"
-        rate = "–" if r.flops is None else f"{r.flops / r.cpu_s / 1e9:.1f}"
-        tflop = "–" if r.flops is None else f"{r.flops * r.units_per_hour / 1e12:.3g}"
+        t, f = r.time, r.flops
+        gflop = "–" if f is None else f"{f / 1e9:.3g}"
+        rate = "–" if f is None else f"{f / t.cpu / 1e9:.1f}"
+        # Fitted rows are differences of tick-sampled figures and can come out below zero.
+        system = min(max(100 * t.sys / t.cpu, 0), 100)
+        tflop = "–" if f is None else f"{f * r.units_per_hour / 1e12:.3g}"
         name = r.stage if r.in_total else f"{r.stage} *(not in totals)*"
         lines.append(
-            f"| {name} | {r.unit} | {r.cpu_s * 1e3:.4g} | {r.wall_s / r.cpu_s:.2f} | {gflop} "
-            f"| {rate} | {r.units_per_hour:.4g} | {r.cpu_s * r.units_per_hour:.4g} | {tflop} "
-            f"| {r.peak_mb:.0f} |"
+            f"| {name} | {r.unit} | {t.cpu * 1e3:.4g} | {system:.0f} | {gflop} | {rate} "
+            f"| {r.units_per_hour:.4g} | {t.cpu * r.units_per_hour:.4g} | {tflop} "
+            f"| {r.peak_mb:,.0f} |"
         )
     return lines
 
 
 def totals(rows: list[Row]) -> list[str]:
-    lines = []
-    for side, label in (("model", "model stages (what a GPU would run)"),
+    lines, seconds = [], {}
+    for side, label in (("model", "Model stages (what a GPU would run)"),
                         ("cpu", "CPU-side stages (decode and features)")):  # fmt: skip
         chosen = [r for r in rows if r.side == side and r.in_total]
-        seconds = sum(r.cpu_s * r.units_per_hour for r in chosen)
+        seconds[side] = sum(r.time.cpu * r.units_per_hour for r in chosen)
         flops = sum(r.flops * r.units_per_hour for r in chosen if r.flops is not None)
         lines.append(
-            f"- **{label}**: {seconds:,.0f} CPU core-s per audio-hour "
-            f"({seconds / HOUR_S:.2f} cores to keep up with real time), "
-            f"{flops / 1e12:.1f} TFLOP per audio-hour."
+            f"- **{label}**: {seconds[side]:,.4g} CPU core-s per audio-hour "
+            f"({seconds[side] / HOUR_S:.3g} cores to keep up with real time), "
+            f"{flops / 1e12:.4g} TFLOP per audio-hour."
         )
+    lines.append(
+        f"- A GPU running the model stages at R × real time needs R × {seconds['cpu']:.3g} / 3600 "
+        f"= R × {seconds['cpu'] / HOUR_S:.2e} CPU cores for decoding and features, at this "
+        "machine's per-core speed and for FLAC input."
+    )
     return lines
 
 
-def report(args, shape: WhisperShape, rows: list[Row], emotion, pieces: float, peak: float):
-    config, attention = emotion
-    command = "flock /tmp/se-bench.lock .venv/bin/python benchmarks/stage_costs.py"
-    command = f"{command} {shlex.join(sys.argv[1:])}".strip()
+def report(
+    args: argparse.Namespace,
+    shape: WhisperShape,
+    rows: list[Row],
+    emotion: EmotionSetup,
+    pieces: float,
+    peak: float,
+) -> str:
     import ctranslate2
     import torch
     import transformers
 
+    config = emotion.config
+    command = "flock /tmp/se-bench.lock .venv/bin/python benchmarks/stage_costs.py"
+    command = f"{command} {shlex.join(sys.argv[1:])}".strip()
     left, right = config.left_max_position_embeddings, config.right_max_position_embeddings
-    # transformers' relative_key attention gathers a [T, T, head_dim] fp32 distance embedding per
-    # layer: quadratic memory in the clip length, and the toolkit's 160 s cap is 8000 frames.
-    head_dim = config.hidden_size // config.num_attention_heads
-    rel_gb = {s: (50 * s) ** 2 * head_dim * 4 / 1e9 for s in (30, 160)}
+    heads, head_dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
+    # fp32 GB per clip and layer at 50 frames per second: transformers' relative-key lookup holds
+    # a [T, T, head_dim] tensor, the compact bias a [heads, T, T] one like the attention scores.
+    width = heads if emotion.compact_bias else head_dim
+    gb = {s: (50 * s) ** 2 * width * 4 / 1e9 for s in (30, 160)}
+    shape_name = f"[{heads}, T, T]" if emotion.compact_bias else f"[T, T, {head_dim}]"
+    bias = "the job's compact bias" if emotion.compact_bias else "transformers' own"
+    contention = max(WALL_OVER_CPU)
+    verdict = ": no contention" if contention < 1.05 else ": some stages waited or shared a core"
     return "\n".join(
         [
             "## Per-stage CPU cost and FLOPs, real model shapes",
             "",
             f"Latest run: `{command}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-            f"{os.cpu_count()} CPUs (all stages on 1 thread), torch {torch.__version__}, "
-            f"CTranslate2 {ctranslate2.__version__}, transformers {transformers.__version__}; "
-            f"median of {args.repeats} after 1 warm-up. Peak RSS of the run {peak:,.0f} MB "
-            "(the Whisper build, when it ran, is a separate process).",
+            f"{os.cpu_count()} CPUs, every stage on 1 thread; torch {torch.__version__}, "
+            f"CTranslate2 {ctranslate2.__version__}, transformers {transformers.__version__}. "
+            f"Median of {args.repeats} after 1 warm-up; CPU time is user + system (largest wall / "
+            f"CPU ratio {contention:.2f}{verdict}). Peak RSS of the run "
+            f"{peak:,.0f} MB (the Whisper build, when it runs, is a separate process).",
             "",
-            "Random weights, published shapes, full size (no layer scaling):",
+            "Random weights in the published shapes, full size (no layer scaling):",
             f"- Whisper large-v3-turbo, CTranslate2 int8: d_model {shape.d_model}, "
             f"{shape.encoder_layers} encoder / {shape.decoder_layers} decoder layers, "
             f"{shape.heads} heads, FFN {shape.ffn}, {shape.n_mels} mels, vocab {shape.vocab}, "
             f"{shape.source_positions}/{shape.target_positions} positions; greedy decoding.",
-            f"- Concat emotion model, fp32 torch ({attention} attention): w2v-bert-2.0 "
+            f"- Concat emotion model, fp32 torch ({emotion.attention} attention): w2v-bert-2.0 "
             f"(hidden {config.hidden_size}, {config.num_hidden_layers} conformer layers, "
             f"{config.num_attention_heads} heads, FFN {config.intermediate_size}, depthwise "
-            f"kernel {config.conv_depthwise_kernel_size}, relative_key {left}/{right}), "
-            "projector 1024→768, head 1536→1536→7.",
+            f"kernel {config.conv_depthwise_kernel_size}, relative_key {left}/{right} computed "
+            f"with {bias}), projector 1024→768, head 1536→1536→7.",
             "- BERT-base-uncased shape, fp32: 768 hidden, 12 layers, 12 heads, FFN 3072.",
             "",
             f"Assumptions: Whisper sees {HOUR_S / WINDOW_S:.0f} full 30 s windows per audio-hour "
-            "(a clip shorter than 30 s still costs a full window's encoder); speech yields "
+            "(a clip shorter than 30 s still costs a whole window of encoder); speech gives "
             f"{args.tokens_per_second:g} text tokens per audio-second, so "
-            f"{args.tokens_per_second * WINDOW_S:.0f} decoded tokens per window; BERT gets one "
-            f"transcript of {args.words}±6 words × {args.wordpieces_per_word:g} word pieces "
-            f"(mean {pieces:.1f} pieces) per clip, i.e. audio-h × {args.tokens_per_second:g} "
-            f"tokens/s ÷ {pieces:.1f} transcripts. Decoder per-token and per-window costs are the "
-            f"slope and intercept between max_length {args.short_tokens} and {args.long_tokens}, "
-            "end of text suppressed. CPU time is process time; wall/CPU near 1 means no "
-            "contention.",
+            f"{args.tokens_per_second * WINDOW_S:.0f} decoded tokens per window; BERT reads one "
+            f"transcript per clip, {args.words}±6 words × {args.wordpieces_per_word:g} word "
+            f"pieces (mean {pieces:.1f}), so {HOUR_S:.0f} × {args.tokens_per_second:g} / "
+            f"{pieces:.1f} transcripts per audio-hour. The decoder's per-token and per-window "
+            f"costs are the slope and intercept between {args.short_tokens} and "
+            f"{args.long_tokens} generated tokens (end of text suppressed).",
             "",
             *table(rows),
             "",
-            "Totals (rows not marked *not in totals*: batch 4 for Whisper, the 30 s clip for "
-            "the emotion model):",
+            "Totals, from the rows not marked *not in totals* (batch 4 for Whisper, the 30 s clip "
+            "for the emotion model):",
             "",
             *totals(rows),
             "",
-            "FLOPs count a multiply-add as 2 and leave out norms, activations and softmax: "
-            "dense layers 2 × weights × positions; attention 2 × 2 × T² × d per layer (3 × for "
-            "w2v-bert, whose relative_key term is one more T² × d product); Whisper's decoder "
-            "per token 2 × (6 d² + 2 d·ffn) per layer plus attention over the cache and the "
-            "1500 encoder states plus 2 d × vocab logits, and per window 2 × 2 × 1500 × d² "
-            "cross-attention K/V per layer plus the 4-token prompt; spectrograms 2.5 N log2 N "
-            "per FFT plus the mel matrix. Formulas: the `*_flops` functions in "
-            "`benchmarks/stage_costs.py`.",
+            "FLOPs count a multiply-add as 2 and leave out norms, activations and softmax: dense "
+            "layers 2 × weights × positions; attention 2 × 2 × T² × d per layer, plus for "
+            f"w2v-bert's relative-key term 2 × T × {left + right + 1} × d with the compact bias "
+            "(2 × T² × d with transformers' own); Whisper's decoder "
+            "per token 2 × (6 d² + 2 d·ffn) per layer plus attention over its cache and the 1500 "
+            "encoder states plus 2 d × vocab for the logits, and per window 2 × 2 × 1500 × d² "
+            "per layer for the cross-attention keys and values plus the 4-token prompt; "
+            "spectrograms 2.5 N log2 N per FFT plus the mel matrix. The formulas are the "
+            "`*_flops` functions in `benchmarks/stage_costs.py`. GFLOP/s is on CPU time. The "
+            "system share (sys %) is mostly page faults on freshly allocated buffers, an "
+            "allocator cost a GPU does not pay; the kernel samples it at ticks, so it is rough "
+            "for calls of a few ms and for the decoder's fitted rows.",
             "",
-            f"Memory note: the relative_key term materialises a [T, T, {head_dim}] fp32 tensor "
-            f"per layer, {rel_gb[30]:.2f} GB for a 30 s clip and {rel_gb[160]:.1f} GB at the "
-            "toolkit's 160 s cap (T = 50 frames per second); long clips need a budget on the "
-            "GPU too.",
+            f"Memory: with {bias}, the relative-key bias is a {shape_name} fp32 tensor per clip "
+            f"and layer, {gb[30]:.2f} GB for a 30 s clip and {gb[160]:.1f} GB at the toolkit's "
+            "160 s cap (T = 50 frames per second).",
         ]
     )
 
@@ -590,8 +661,8 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true", help="build the cache and exit")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tokens-per-second", type=float, default=3.0)
-    parser.add_argument("--short-tokens", type=int, default=8, help="shorter generation length")
-    parser.add_argument("--long-tokens", type=int, default=40, help="longer generation length")
+    parser.add_argument("--short-tokens", type=int, default=8, help="tokens generated, short run")
+    parser.add_argument("--long-tokens", type=int, default=40, help="tokens generated, long run")
     parser.add_argument("--words", type=int, default=30, help="mean words per BERT transcript")
     parser.add_argument("--wordpieces-per-word", type=float, default=1.3)
     parser.add_argument("--bert-batch", type=int, default=16)
@@ -609,7 +680,6 @@ def main() -> None:
         if args.build_only:
             return
         rows = measure_decode(args)
-        rows[0].peak_mb = peak_mb()
         rows += measure_whisper(whisper_dir, shape, args)
         emotion_rows, emotion = measure_emotion(args)
         rows += emotion_rows
