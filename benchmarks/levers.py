@@ -520,8 +520,6 @@ def lever_precision(models: Models, args: argparse.Namespace, clips: list, texts
 def report(args: argparse.Namespace, models: Models, clips: list, rows: list[Row]) -> str:
     command = "python benchmarks/levers.py " + shlex.join(sys.argv[1:])
     lines = [
-        "## Levers, one at a time",
-        "",
         f"Latest run: `{command.strip()}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, device {args.device}, {args.threads} thread(s) for torch and "
         f"CTranslate2, best of {args.repeats} run(s) per variant.",
