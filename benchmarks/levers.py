@@ -282,7 +282,7 @@ def lever_compute_type(models: Models, args: argparse.Namespace, clips: list) ->
         audio_s / t_after,
         same_texts(out_before, out_after),
         f"Whisper's speed with {quantized} weights relative to {exact}, batch {BATCH}; "
-        "quantisation changes some transcripts, the agreement column counts how many.",
+        "the outputs column counts the transcripts quantisation leaves unchanged.",
     )
 
 

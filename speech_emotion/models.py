@@ -3,6 +3,7 @@ one-file API, so both run exactly the same models the same way."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,13 @@ def resolve_device(config: ModelConfig) -> Device:
     return Device(device, getattr(torch, _DTYPES[precision]), compute)
 
 
+def _model_batch(device: Device, batch_size: int) -> int:
+    """Clips per forward pass: batches fill a GPU, but on a CPU they only add padding (a 30 s
+    window per clip in Whisper's encoder, the longest clip for the emotion model), so one clip
+    at a time is faster there (benchmarks/levers.py, docs/benchmarks.md)."""
+    return batch_size if device.torch_device == "cuda" else 1
+
+
 def load_classifier(
     config: ModelConfig,
     device: Device,
@@ -69,7 +77,7 @@ def load_classifier(
         text_encoder_dir=encoder.path if encoder else None,
         device=device.torch_device,
         dtype=device.torch_dtype,
-        max_batch_clips=batch_size,
+        max_batch_clips=_model_batch(device, batch_size),
         model_source=emotion.source,
         text_encoder_source=encoder.source if encoder else None,
     )
@@ -93,8 +101,10 @@ def load_transcriber(
         str(whisper.path),
         device=device.torch_device,
         compute_type=device.whisper_compute_type,
-        batch_size=batch_size,
+        batch_size=_model_batch(device, batch_size),
         beam_size=config.beam_size,
-        cpu_threads=cpu_threads,
+        # CTranslate2's own default is 4 threads, whatever the machine: on 2 cores that made a
+        # one-file loop 7x slower (docs/benchmarks.md).
+        cpu_threads=cpu_threads or len(os.sched_getaffinity(0)),
     )
     return transcriber, whisper

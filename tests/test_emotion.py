@@ -240,3 +240,10 @@ def test_the_encoder_uses_the_compact_bias():
     from speech_emotion.emotion import relative_key_bias
 
     assert w2v_bert._apply_relative_key_position_encoding is relative_key_bias
+
+
+def test_the_tiny_text_encoder_reads_words_not_unknown_tokens(tiny_models):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models.text_encoder)
+    assert tokenizer.tokenize("Please leave me alone") == ["please", "leave", "me", "alone"]

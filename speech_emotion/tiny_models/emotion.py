@@ -31,9 +31,10 @@ def _vocabulary() -> list[str]:
 def _save_tokenizer(out_dir: Path) -> None:
     from transformers import BertTokenizer
 
-    vocab_file = out_dir / "vocab.txt"
-    vocab_file.write_text("\n".join(_vocabulary()) + "\n")
-    BertTokenizer(vocab_file=str(vocab_file), do_lower_case=True).save_pretrained(out_dir)
+    # transformers 5 builds the vocabulary from `vocab` and ignores a `vocab_file` argument,
+    # which left a tokenizer of five special tokens that read every word as [UNK].
+    vocab = {token: i for i, token in enumerate(_vocabulary())}
+    BertTokenizer(vocab=vocab, do_lower_case=True).save_pretrained(out_dir)
 
 
 def _tiny_bert_config(hidden_size: int, **extra):
