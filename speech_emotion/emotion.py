@@ -18,6 +18,13 @@ from torch import nn
 
 from .config import AUDIO_MODES, TEXT_MODES
 from .errors import ModelLoadError
+from .features import (
+    FEATURE_EXTRACTOR_KWARGS,
+    FRAMES_PER_S,
+    ClipFeatures,
+    audio_features,
+    stack_features,
+)
 
 __all__ = [
     "EN_LABELS",
@@ -26,6 +33,7 @@ __all__ = [
     "load_fusion_model",
     "TextEncoder",
     "EmotionClassifier",
+    "FEATURE_EXTRACTOR_KWARGS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -34,17 +42,6 @@ logger = logging.getLogger(__name__)
 EN_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 ES_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness")
 
-# Exactly the toolkit's call. max_length counts 10 ms fbank frames: clips are cut at 160 s, after
-# the per-bin normalisation over the whole clip.
-FEATURE_EXTRACTOR_KWARGS = {
-    "sampling_rate": 16000,
-    "max_length": 16000,
-    "truncation": True,
-    "padding": True,
-    "pad_to_multiple_of": 2,
-    "return_attention_mask": True,
-    "return_tensors": "pt",
-}
 TEXT_MAX_TOKENS = 512
 SAMPLE_RATE_HZ = 16000
 # Weights only from safetensors (a pickle can run code) and never a repo's own Python code.
@@ -441,36 +438,45 @@ class EmotionClassifier:
         return self.mode in AUDIO_MODES
 
     def classify(
-        self, waveforms: Sequence[np.ndarray] | None, texts: Sequence[str] | None
+        self,
+        waveforms: Sequence[np.ndarray] | None,
+        texts: Sequence[str] | None,
+        *,
+        features: Sequence[ClipFeatures] | None = None,
     ) -> np.ndarray:
         """Probabilities [clips, labels] (float32), in input order.
 
-        Clips are sorted by length and run in micro-batches, so padding stays small; the masks make
-        every clip's result equal to running it alone.
+        Audio comes as waveforms, or as ``features`` already computed by :func:`audio_features`
+        with this model's extractor. Clips are sorted by length and run in micro-batches, so
+        padding stays small; the masks make every clip's result equal to running it alone.
         """
-        count = len(waveforms) if waveforms is not None else len(texts or ())
-        if self.needs_audio and (waveforms is None or len(waveforms) != count):
+        if self.needs_audio and features is None and waveforms is not None:
+            features = [audio_features(self.feature_extractor, wave) for wave in waveforms]
+        count = len(features) if features is not None else len(texts or ())
+        if self.needs_audio and (features is None or len(features) != count):
             raise ValueError(f"mode {self.mode!r} needs one waveform per clip")
         if self.needs_text and (texts is None or len(texts) != count):
             raise ValueError(f"mode {self.mode!r} needs one text per clip")
         if count == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        sizes = [len(w) for w in waveforms] if self.needs_audio else [len(t) for t in texts]
-        budget = self.max_batch_padded_s * SAMPLE_RATE_HZ if self.needs_audio else None
+        sizes = [len(f) for f, _ in features] if self.needs_audio else [len(t) for t in texts]
+        budget = self.max_batch_padded_s * FRAMES_PER_S if self.needs_audio else None
         probabilities = np.empty((count, len(self.labels)), dtype=np.float32)
         for index in micro_batches(sizes, self.max_batch_clips, budget):
-            batch_waves = [waveforms[i] for i in index] if self.needs_audio else None
+            batch_features = [features[i] for i in index] if self.needs_audio else None
             batch_texts = [texts[i] for i in index] if self.needs_text else None
-            logits = self._logits(batch_waves, batch_texts)
+            logits = self._logits(batch_features, batch_texts)
             probabilities[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return probabilities
 
     @torch.inference_mode()
-    def _logits(self, waveforms: list[np.ndarray] | None, texts: list[str] | None) -> torch.Tensor:
+    def _logits(self, features: list[ClipFeatures] | None, texts: list[str] | None) -> torch.Tensor:
         if self._text_only is not None:
             return self._text_only.logits(texts)
-        features = self.feature_extractor(waveforms, **FEATURE_EXTRACTOR_KWARGS)
-        input_features = features["input_features"].to(self.device, self.dtype)
-        attention_mask = features["attention_mask"].to(self.device)
+        input_features, attention_mask = stack_features(
+            features, self.feature_extractor.padding_value
+        )
+        input_features = torch.from_numpy(input_features).to(self.device, self.dtype)
+        attention_mask = torch.from_numpy(attention_mask).to(self.device)
         text_vectors = self._text_encoder.encode(texts) if self._text_encoder else None
         return self.model(input_features, attention_mask, text_vectors)

@@ -23,7 +23,7 @@ from .manifest import default_allowed_prefix, read_manifest
 from .output import OutputStore, RunRecord
 from .runs import RunSummary, choose_run_id, select_clips, summarise
 from .schema import SCHEMA_VERSION
-from .sources import check_model_source
+from .sources import check_model_source, read_model_file
 from .stages import DecodeStage, ModelPlan, ModelStage
 
 if TYPE_CHECKING:
@@ -56,10 +56,18 @@ def plan_models(config: JobConfig, clips: pa.Table, run_id: str) -> ModelPlan:
     models = config.models
     needs_whisper = models.needs_text and pc.sum(pc.is_null(clips["text"])).as_py() > 0
     text_encoder = models.text_encoder_source
+    emotion_revision = check_model_source(models.emotion_model_source)
+    features_config = None
+    if models.needs_audio:
+        # Decode workers compute the emotion model's features, so the GPU's actor does not.
+        features_config = read_model_file(
+            models.emotion_model_source, "preprocessor_config.json", revision=emotion_revision
+        ).decode()
     return ModelPlan(
         run_id=run_id,
         needs_whisper=needs_whisper,
-        emotion_revision=check_model_source(models.emotion_model_source),
+        features_config=features_config,
+        emotion_revision=emotion_revision,
         text_encoder_revision=check_model_source(text_encoder) if text_encoder else None,
         whisper_revision=(
             check_model_source(models.whisper_model, whisper=True) if needs_whisper else None
@@ -98,7 +106,11 @@ def build_dataset(config: JobConfig, clips: pa.Table, plan: ModelPlan):
     ds = ray.data.from_arrow(_blocks(clips, decode_workers, res.decode_batch_size))
     ds = ds.map_batches(
         DecodeStage,
-        fn_constructor_kwargs={"config": config.decode},
+        fn_constructor_kwargs={
+            "config": config.decode,
+            "features_config": plan.features_config,
+            "whisper": plan.needs_whisper,
+        },
         batch_size=res.decode_batch_size,
         batch_format="pyarrow",
         num_cpus=1,

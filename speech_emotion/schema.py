@@ -43,11 +43,17 @@ CLIP_SCHEMA = pa.schema(
 )
 
 # Between the decode and model stages. error_code/error set means the row failed in decode and
-# carries an empty waveform.
+# carries an empty waveform and no features. The waveform is empty too where the model stage will
+# not need it (the emotion model's features were computed in decode and Whisper will not run).
 DECODED_SCHEMA = pa.schema(
     list(CLIP_SCHEMA)
     + [
         pa.field("waveform", pa.large_list(pa.float32()), nullable=False),
+        # The emotion model's input features [frames, width], row-major; frames null when the
+        # decode stage did not compute them.
+        pa.field("audio_features", pa.large_list(pa.float32()), nullable=False),
+        pa.field("audio_feature_frames", pa.int32()),
+        pa.field("audio_feature_valid_frames", pa.int32()),
         pa.field("duration_s", pa.float64()),
         pa.field("sample_rate_hz", pa.int32()),
         pa.field("channels", pa.int32()),

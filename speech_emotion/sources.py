@@ -16,7 +16,13 @@ from pathlib import Path
 
 from .errors import ModelLoadError
 
-__all__ = ["ResolvedModel", "check_model_source", "resolve_model", "whisper_repo_id"]
+__all__ = [
+    "ResolvedModel",
+    "check_model_source",
+    "read_model_file",
+    "resolve_model",
+    "whisper_repo_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -154,4 +160,27 @@ def check_model_source(source: str, *, whisper: bool = False) -> str | None:
         raise ModelLoadError(
             f"model {source!r} (hub repo {repo_id!r}) is not reachable "
             f"({type(exc).__name__}: {str(exc).splitlines()[0]}). {_HINT}"
+        ) from exc
+
+
+def read_model_file(source: str, name: str, *, revision: str | None = None) -> bytes:
+    """One small file of a model (a config) without fetching its weights: for the driver, and
+    for workers that need a model's settings but not the model."""
+    kind = _kind(source)
+    try:
+        if kind == "hub":
+            from huggingface_hub import hf_hub_download
+
+            with open(hf_hub_download(source, name, revision=revision), "rb") as f:
+                return f.read()
+        if kind == "local":
+            return (_local_path(source) / name).read_bytes()
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(source)
+        return fs.cat_file(f"{path.rstrip('/')}/{name}")
+    except Exception as exc:  # noqa: BLE001 - hub, storage and file errors share no base class
+        raise ModelLoadError(
+            f"model {source!r}: cannot read its {name} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no details'})"
         ) from exc

@@ -8,6 +8,7 @@ dropped. Only :class:`RowError` is caught per row: anything else is a bug and ra
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections import Counter, deque
@@ -21,6 +22,7 @@ import pyarrow as pa
 
 from .config import DecodeConfig, ModelConfig
 from .errors import ErrorCode, RowError
+from .features import ClipFeatures, audio_features
 from .manifest import within_prefixes
 from .schema import (
     DECODED_SCHEMA,
@@ -78,22 +80,50 @@ def read_bytes(uri: str) -> bytes:
         ) from exc
 
 
-# Decoded audio per output block: 10 minutes at 16 kHz float32 is 38 MB. Bounding blocks by audio
-# rather than by rows keeps a decode actor's memory the same for 2 s clips and 30 min files.
+# float32 values (samples and features) per output block: 10 minutes at 16 kHz is 38 MB. Bounding
+# blocks by audio rather than by rows keeps a decode actor's memory the same for 2 s clips and
+# 30 min files.
 _MAX_BLOCK_SAMPLES = 600 * 16000
 # Encoded bytes read ahead of the decoder, per actor.
 _MAX_READ_AHEAD_BYTES = 256 * 2**20
 
 
+@dataclass
+class _Decoded:
+    audio: DecodedAudio | None
+    error: RowError | None
+    features: ClipFeatures | None = None
+    keep_waveform: bool = True
+
+    @property
+    def values(self) -> int:
+        """float32 values this row puts in the block."""
+        if self.error is not None:
+            return 0
+        kept = len(self.audio.waveform) if self.keep_waveform else 0
+        return kept + (self.features[0].size if self.features is not None else 0)
+
+
 class DecodeStage:
     """Fetches and decodes each clip to 16 kHz mono float32, recording its original format.
 
-    Yields the batch's rows in order, as one or more tables of at most ``_MAX_BLOCK_SAMPLES``
-    decoded samples (a longer clip goes alone).
+    Given the emotion model's ``preprocessor_config.json`` (``features_config``), it also computes
+    the model's input features here on a CPU worker, so the accelerator's actor does not, and
+    keeps the waveform only for rows Whisper will transcribe (``whisper``: it runs in this job;
+    the row has no transcript). Yields the batch's rows in order, as one or more tables of at most
+    ``_MAX_BLOCK_SAMPLES`` float32 values (a longer clip goes alone).
     """
 
-    def __init__(self, config: DecodeConfig) -> None:
+    def __init__(
+        self, config: DecodeConfig, *, features_config: str | None = None, whisper: bool = True
+    ) -> None:
         self.config = config
+        self._extractor = None
+        if features_config is not None:
+            from transformers import SeamlessM4TFeatureExtractor
+
+            self._extractor = SeamlessM4TFeatureExtractor.from_dict(json.loads(features_config))
+        self._whisper = whisper
         # Object reads are latency-bound: threads fetch ahead while this thread decodes.
         self._pool = ThreadPoolExecutor(max_workers=config.fetch_threads)
         self._recent_sizes: deque[int] = deque(maxlen=config.fetch_threads)
@@ -142,53 +172,68 @@ class DecodeStage:
             self._recent_sizes.append(len(fetched))
         return fetched
 
-    def _decode(self, fetched: bytes | RowError) -> tuple[DecodedAudio | None, RowError | None]:
+    def _decode(self, fetched: bytes | RowError, has_text: bool) -> _Decoded:
         """The decoded clip and/or why it cannot go on; a too-short clip keeps its metadata."""
         from .audio import decode_audio
 
         if isinstance(fetched, RowError):
-            return None, fetched
+            return _Decoded(None, fetched)
         try:
             audio = decode_audio(fetched, max_duration_s=self.config.max_duration_s)
         except RowError as exc:
-            return None, exc
+            return _Decoded(None, exc)
         if audio.duration_s < self.config.min_duration_s:
-            return audio, RowError(
-                ErrorCode.TOO_SHORT,
-                f"clip is {audio.duration_s:.3f} s; the minimum is {self.config.min_duration_s} s "
-                "(--min-duration-s)",
+            return _Decoded(
+                audio,
+                RowError(
+                    ErrorCode.TOO_SHORT,
+                    f"clip is {audio.duration_s:.3f} s; the minimum is "
+                    f"{self.config.min_duration_s} s (--min-duration-s)",
+                ),
             )
-        return audio, None
+        if self._extractor is None:
+            return _Decoded(audio, None)
+        return _Decoded(
+            audio,
+            None,
+            features=audio_features(self._extractor, audio.waveform),
+            keep_waveform=self._whisper and not has_text,
+        )
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         started = time.perf_counter()
-        done, results, samples = 0, [], 0
-        for fetched in self._fetched(batch["audio"].to_pylist()):
-            results.append(self._decode(fetched))
-            audio, error = results[-1]
-            samples += len(audio.waveform) if error is None else 0
-            if samples >= _MAX_BLOCK_SAMPLES:
+        done, results, values = 0, [], 0
+        has_text = batch["text"].is_valid().to_pylist()
+        for i, fetched in enumerate(self._fetched(batch["audio"].to_pylist())):
+            results.append(self._decode(fetched, has_text[i]))
+            values += results[-1].values
+            if values >= _MAX_BLOCK_SAMPLES:
                 yield self._table(batch.slice(done, len(results)), results, started)
-                done, results, samples, started = done + len(results), [], 0, time.perf_counter()
+                done, results, values, started = done + len(results), [], 0, time.perf_counter()
         if results or not done:
             yield self._table(batch.slice(done, len(results)), results, started)
 
-    def _table(self, rows: pa.Table, results: list, started: float) -> pa.Table:
-        waves, durations, rates, channels, codes, reasons = [], [], [], [], [], []
-        for audio, error in results:
+    def _table(self, rows: pa.Table, results: list[_Decoded], started: float) -> pa.Table:
+        waves, features, frames, valid = [], [], [], []
+        durations, rates, channels, codes, reasons = [], [], [], [], []
+        for row in results:
+            audio, error = row.audio, row.error
             usable = error is None
-            waves.append(audio.waveform if usable else np.zeros(0, np.float32))
+            waves.append(audio.waveform if usable and row.keep_waveform else _EMPTY)
+            features.append(row.features[0].ravel() if row.features is not None else _EMPTY)
+            frames.append(len(row.features[0]) if row.features is not None else None)
+            valid.append(row.features[1] if row.features is not None else None)
             durations.append(audio.duration_s if audio else None)
             rates.append(audio.sample_rate_hz if audio else None)
             channels.append(audio.channels if audio else None)
             codes.append(None if usable else error.code.value)
             reasons.append(None if usable else f"decode: {error.message}")
-        offsets = np.zeros(len(waves) + 1, dtype=np.int64)
-        np.cumsum([len(w) for w in waves], out=offsets[1:])
-        values = np.concatenate(waves) if waves else np.zeros(0, np.float32)
         columns = {name: rows[name] for name in rows.column_names}
         columns.update(
-            waveform=pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values)),
+            waveform=_float_lists(waves),
+            audio_features=_float_lists(features),
+            audio_feature_frames=pa.array(frames, pa.int32()),
+            audio_feature_valid_frames=pa.array(valid, pa.int32()),
             duration_s=pa.array(durations, pa.float64()),
             sample_rate_hz=pa.array(rates, pa.int32()),
             channels=pa.array(channels, pa.int32()),
@@ -201,6 +246,17 @@ class DecodeStage:
         return out
 
 
+_EMPTY = np.zeros(0, np.float32)
+
+
+def _float_lists(arrays: list[np.ndarray]) -> pa.LargeListArray:
+    """One list<float32> column from per-row arrays, without per-value Python objects."""
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    values = np.concatenate(arrays) if arrays else _EMPTY
+    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
 @dataclass(frozen=True)
 class ModelPlan:
     """What the driver settled before any actor started: pinned revisions, what is needed."""
@@ -210,6 +266,8 @@ class ModelPlan:
     emotion_revision: str | None = None
     text_encoder_revision: str | None = None
     whisper_revision: str | None = None
+    features_config: str | None = None
+    """The emotion model's preprocessor_config.json, for decode workers to compute its features."""
 
 
 def _waveforms(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
@@ -220,6 +278,18 @@ def _waveforms(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
     return [values[offsets[i] : offsets[i + 1]] for i in range(len(array))]
 
 
+def _features(batch: pa.Table) -> list[ClipFeatures | None]:
+    """Each row's features from the decode stage, as [frames, width] views; None if it has none."""
+    frames = batch["audio_feature_frames"].to_pylist()
+    valid = batch["audio_feature_valid_frames"].to_pylist()
+    flat = _waveforms(batch["audio_features"])
+    return [
+        None if n is None else (values.reshape(n, -1), v)
+        for values, n, v in zip(flat, frames, valid, strict=True)
+    ]
+
+
+_ARRAY_COLUMNS = ["waveform", "audio_features"]
 # Filled by the model stage; null where a row failed earlier or its mode needs no text.
 _TRANSCRIPT_COLUMNS = (
     "language_probability",
@@ -280,14 +350,15 @@ class ModelStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.perf_counter()
-        rows = batch.drop_columns(["waveform"]).to_pylist()
+        rows = batch.drop_columns(_ARRAY_COLUMNS).to_pylist()
         waves = _waveforms(batch["waveform"])
+        features = _features(batch)
         for row in rows:
             row.update(dict.fromkeys(_TRANSCRIPT_COLUMNS))
         live = [i for i, row in enumerate(rows) if row["error_code"] is None]
         if self.config.needs_text:
             live = self._transcribe(rows, waves, live)
-        self._classify(rows, waves, live)
+        self._classify(rows, waves, features, live)
         out = self._output(rows)
         self.counts.add([row["error_code"] for row in rows], time.perf_counter() - started)
         logger.info("models: %s", self.counts)
@@ -333,12 +404,27 @@ class ModelStage:
                 )
         return [i for i in live if rows[i]["error_code"] is None]
 
-    def _classify(self, rows: list[dict], waves: list[np.ndarray], live: list[int]) -> None:
+    def _classify(
+        self,
+        rows: list[dict],
+        waves: list[np.ndarray],
+        features: list[ClipFeatures | None],
+        live: list[int],
+    ) -> None:
         if not live:
             return
+        audio = {}
+        if self.classifier.needs_audio:
+            # Features come from the decode stage in a job; a table decoded without them (the
+            # one-file API, tests) still works from the waveforms.
+            if all(features[i] is not None for i in live):
+                audio["features"] = [features[i] for i in live]
+            else:
+                audio["waveforms"] = [waves[i] for i in live]
         probabilities = self.classifier.classify(
-            [waves[i] for i in live] if self.classifier.needs_audio else None,
+            audio.get("waveforms"),
             [rows[i]["transcript"] for i in live] if self.classifier.needs_text else None,
+            features=audio.get("features"),
         )
         labels = self.classifier.labels
         for i, probs in zip(live, probabilities, strict=True):

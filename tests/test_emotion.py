@@ -61,6 +61,39 @@ def test_batched_probabilities_equal_one_clip_at_a_time(tiny_models, mode):
     assert np.abs(batched - batched[0]).max() > 1e-4
 
 
+def test_features_computed_clip_by_clip_pad_into_exactly_the_toolkits_batch(tiny_models):
+    from transformers import SeamlessM4TFeatureExtractor
+
+    from speech_emotion.features import (
+        FEATURE_EXTRACTOR_KWARGS,
+        audio_features,
+        stack_features,
+    )
+
+    extractor = SeamlessM4TFeatureExtractor.from_pretrained(tiny_models.emotion["audio"])
+    rng = np.random.default_rng(1)
+    # Odd and even fbank frame counts, and one clip past the 160 s cut.
+    samples = [16000 + 160, 16000 + 320, 5200, 161 * 16000]
+    waves = [(0.2 * rng.standard_normal(n)).astype(np.float32) for n in samples]
+    toolkit = extractor(waves, **FEATURE_EXTRACTOR_KWARGS)
+    clips_ = [audio_features(extractor, wave) for wave in waves]
+    features, mask = stack_features(clips_, extractor.padding_value)
+    assert torch.equal(torch.from_numpy(features), toolkit["input_features"])
+    assert torch.equal(torch.from_numpy(mask), toolkit["attention_mask"])
+    assert [valid for _, valid in clips_] != [len(f) for f, _ in clips_]  # an odd count is masked
+
+
+def test_precomputed_features_give_the_same_probabilities_as_waveforms(tiny_models):
+    from speech_emotion.features import audio_features
+
+    model = classifier(tiny_models, "concat")
+    waves, texts = clips()
+    features = [audio_features(model.feature_extractor, wave) for wave in waves]
+    np.testing.assert_array_equal(
+        model.classify(None, texts, features=features), model.classify(waves, texts)
+    )
+
+
 @pytest.mark.parametrize("mode", FUSION_MODES)
 def test_probabilities_sum_to_one_over_the_forced_english_labels(tiny_models, mode):
     model = classifier(tiny_models, mode)

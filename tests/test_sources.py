@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from speech_emotion.errors import ModelLoadError
-from speech_emotion.sources import check_model_source, resolve_model
+from speech_emotion.sources import check_model_source, read_model_file, resolve_model
 
 
 def upload_folder(s3, folder, prefix: str) -> str:
@@ -53,3 +53,15 @@ def test_an_unreachable_hub_names_the_model_and_what_to_do(tmp_path):
         check_model_source("large-v3-turbo", whisper=True)
     with pytest.raises(ModelLoadError, match="could not be downloaded"):
         resolve_model("UMUTeam/w2v-bert-emotion-en", cache_dir=str(tmp_path))
+
+
+def test_one_config_file_is_read_without_fetching_the_model(s3, tiny_models, tmp_path):
+    folder = tiny_models.emotion["concat"]
+    expected = (folder / "preprocessor_config.json").read_bytes()
+    uri = upload_folder(s3, folder, "models/concat-config")
+    assert read_model_file(uri, "preprocessor_config.json") == expected
+    assert read_model_file(str(folder), "preprocessor_config.json") == expected
+    with pytest.raises(ModelLoadError, match="concat-config'.*cannot read its nothing.json"):
+        read_model_file(uri, "nothing.json")
+    with pytest.raises(ModelLoadError, match="cannot read its preprocessor_config.json"):
+        read_model_file("UMUTeam/w2v-bert-emotion-en", "preprocessor_config.json")

@@ -54,6 +54,10 @@ def model_stage(tiny_models, *, needs_whisper: bool = True, mode: str = "concat"
     return ModelStage(config, ModelPlan(run_id="test-run", needs_whisper=needs_whisper))
 
 
+def features_config(tiny_models, mode: str = "concat") -> str:
+    return (tiny_models.emotion[mode] / "preprocessor_config.json").read_text()
+
+
 class CountingTranscriber:
     """Wraps the real transcriber and records how many clips each call got."""
 
@@ -139,6 +143,37 @@ def test_decode_refuses_files_longer_than_the_maximum(tmp_path):
     out = decode(DecodeStage(DecodeConfig(max_duration_s=2.0)), table)
     assert out["error_code"].to_pylist() == ["too_long"]
     assert "longer than the 2 s limit" in out["error"][0].as_py()
+
+
+def test_decode_computes_the_emotion_features_and_keeps_audio_only_for_whisper(
+    tiny_models, tmp_path
+):
+    table = clips_table(
+        tmp_path,
+        [("given", 0.6, "hello", None), ("heard", 0.8, None, None), ("gone", None, None, None)],
+    )
+    config = features_config(tiny_models)
+    out = decode(DecodeStage(DecodeConfig(), features_config=config, whisper=True), table)
+    assert out.schema == DECODED_SCHEMA
+    # 58 and 78 fbank frames of 10 ms, stacked in pairs of 160 values.
+    assert out["audio_feature_frames"].to_pylist() == [29, 39, None]
+    assert [len(f) for f in out["audio_features"].to_pylist()] == [29 * 160, 39 * 160, 0]
+    # Only the row Whisper will hear keeps its samples between the stages.
+    assert [len(w) for w in out["waveform"].to_pylist()] == [0, 12800, 0]
+    without = decode(DecodeStage(DecodeConfig(), features_config=config, whisper=False), table)
+    assert [len(w) for w in without["waveform"].to_pylist()] == [0, 0, 0]
+
+
+def test_features_from_decode_give_the_labels_the_waveforms_give(tiny_models, tmp_path):
+    table = clips_table(
+        tmp_path, [("a", 0.6, None, None), ("b", 1.3, "hi there", None), ("c", 0.45, None, None)]
+    )
+    stage = model_stage(tiny_models)
+    from_waves = stage(decode(DecodeStage(DecodeConfig()), table))
+    ahead = DecodeStage(DecodeConfig(), features_config=features_config(tiny_models))
+    from_features = stage(decode(ahead, table))
+    for column in ("status", "transcript", "emotion", "scores"):
+        assert from_features[column].to_pylist() == from_waves[column].to_pylist()
 
 
 def test_only_rows_without_a_transcript_go_through_whisper(tiny_models, tmp_path):
