@@ -72,7 +72,7 @@ def test_features_computed_clip_by_clip_pad_into_exactly_the_toolkits_batch(tiny
 
     extractor = SeamlessM4TFeatureExtractor.from_pretrained(tiny_models.emotion["audio"])
     rng = np.random.default_rng(1)
-    # Odd and even fbank frame counts, and one clip past the 160 s cut.
+    # Odd and even fbank frame counts, and one clip past the 160 s cut (fbank made in chunks).
     samples = [16000 + 160, 16000 + 320, 5200, 161 * 16000]
     waves = [(0.2 * rng.standard_normal(n)).astype(np.float32) for n in samples]
     toolkit = extractor(waves, **FEATURE_EXTRACTOR_KWARGS)
