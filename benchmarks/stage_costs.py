@@ -451,7 +451,8 @@ def measure_emotion(args: argparse.Namespace) -> tuple[list[Row], EmotionSetup]:
     from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig
 
     from speech_emotion import emotion
-    from speech_emotion.emotion import FEATURE_EXTRACTOR_KWARGS, FusionEmotionModel
+    from speech_emotion.emotion import FusionEmotionModel
+    from speech_emotion.features import FEATURE_EXTRACTOR_KWARGS
 
     # The job installs its own relative-key bias on import when transformers' helper has the
     # signature it expects; the FLOPs follow whichever one runs.

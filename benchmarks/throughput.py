@@ -243,7 +243,7 @@ def _usage(pid: int) -> tuple[float, float, float]:
     return mb["VmRSS"], mb["RssAnon"], (int(stat[11]) + int(stat[12])) / _TICKS
 
 
-# -- the four measurements ---------------------------------------------------------------------
+# -- the measurements -------------------------------------------------------------------------
 
 
 def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready: bool) -> float:

@@ -18,13 +18,7 @@ from torch import nn
 
 from .config import AUDIO_MODES, TEXT_MODES
 from .errors import ModelLoadError
-from .features import (
-    FEATURE_EXTRACTOR_KWARGS,
-    FRAMES_PER_S,
-    ClipFeatures,
-    audio_features,
-    stack_features,
-)
+from .features import FRAMES_PER_S, ClipFeatures, audio_features, stack_features
 
 __all__ = [
     "EN_LABELS",
@@ -33,7 +27,6 @@ __all__ = [
     "load_fusion_model",
     "TextEncoder",
     "EmotionClassifier",
-    "FEATURE_EXTRACTOR_KWARGS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -43,7 +36,6 @@ EN_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 ES_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness")
 
 TEXT_MAX_TOKENS = 512
-SAMPLE_RATE_HZ = 16000
 # Weights only from safetensors (a pickle can run code) and never a repo's own Python code.
 _SAFE_LOADING = {"use_safetensors": True, "trust_remote_code": False}
 # Present in some checkpoints, never used at inference.

@@ -51,13 +51,14 @@ def audio_features(extractor, waveform: np.ndarray) -> ClipFeatures:
     which the extractor masks out: hence the valid count.
     """
     keep = FEATURE_EXTRACTOR_KWARGS["max_length"]
-    if 1 + (len(waveform) - _WINDOW) // _HOP > keep:
-        return _past_the_cut(extractor, waveform, keep)
+    frames = 1 + (len(waveform) - _WINDOW) // _HOP
+    if frames > keep:
+        return _past_the_cut(extractor, waveform, frames, keep)
     out = extractor(waveform, **_ONE_CLIP)
     return out["input_features"][0], int(out["attention_mask"][0].sum())
 
 
-def _past_the_cut(extractor, waveform: np.ndarray, keep: int) -> ClipFeatures:
+def _past_the_cut(extractor, waveform: np.ndarray, frames: int, keep: int) -> ClipFeatures:
     """The extractor's numbers for a clip longer than ``keep`` frames, without its peak memory.
 
     The extractor builds the whole clip's spectrogram at once (1.2 GB for 30 minutes) to
@@ -65,7 +66,6 @@ def _past_the_cut(extractor, waveform: np.ndarray, keep: int) -> ClipFeatures:
     computed a chunk at a time into one [frames, 80] array (58 MB for 30 minutes), and the
     statistics are taken on it with the same numpy calls: the same numbers, to the bit (tested).
     """
-    frames = 1 + (len(waveform) - _WINDOW) // _HOP
     fbank = np.concatenate(
         [
             # The extractor's own fbank (private, but it is the exact computation to repeat).

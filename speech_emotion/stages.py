@@ -204,8 +204,8 @@ class DecodeStage:
         started = time.perf_counter()
         done, results, values = 0, [], 0
         has_text = batch["text"].is_valid().to_pylist()
-        for i, fetched in enumerate(self._fetched(batch["audio"].to_pylist())):
-            results.append(self._decode(fetched, has_text[i]))
+        for fetched, text in zip(self._fetched(batch["audio"].to_pylist()), has_text, strict=True):
+            results.append(self._decode(fetched, text))
             values += results[-1].values
             if values >= _MAX_BLOCK_SAMPLES:
                 yield self._table(batch.slice(done, len(results)), results, started)
@@ -413,18 +413,18 @@ class ModelStage:
     ) -> None:
         if not live:
             return
-        audio = {}
+        live_waves = live_features = None
         if self.classifier.needs_audio:
             # Features come from the decode stage in a job; a table decoded without them (the
             # one-file API, tests) still works from the waveforms.
             if all(features[i] is not None for i in live):
-                audio["features"] = [features[i] for i in live]
+                live_features = [features[i] for i in live]
             else:
-                audio["waveforms"] = [waves[i] for i in live]
+                live_waves = [waves[i] for i in live]
         probabilities = self.classifier.classify(
-            audio.get("waveforms"),
+            live_waves,
             [rows[i]["transcript"] for i in live] if self.classifier.needs_text else None,
-            features=audio.get("features"),
+            features=live_features,
         )
         labels = self.classifier.labels
         for i, probs in zip(live, probabilities, strict=True):
