@@ -58,12 +58,12 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 # -- corpus and models -----------------------------------------------------------------------
 
 
-def make_corpus(folder: Path, clips: int, min_s: float, max_s: float, seed: int) -> float:
-    """Writes clips and a manifest under ``folder``; returns the total audio seconds."""
+def make_corpus(folder: Path, clips: int, min_s: float, max_s: float, seed: int) -> list[float]:
+    """Writes clips and a manifest under ``folder``; returns each clip's seconds, in order."""
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
-    rows, total = [], 0.0
+    rows, seconds_each = [], []
     (folder / "clips").mkdir(parents=True)
     for i in range(clips):
         seconds = float(rng.uniform(min_s, max_s))
@@ -74,9 +74,9 @@ def make_corpus(folder: Path, clips: int, min_s: float, max_s: float, seed: int)
         name = f"clips/{i:06d}.{'flac' if i % 2 else 'wav'}"
         sf.write(folder / name, signal, rate)
         rows.append({"id": f"{i:06d}", "audio": name})
-        total += seconds
+        seconds_each.append(seconds)
     (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return total
+    return seconds_each
 
 
 def tiny_models(folder: Path, mode: str) -> dict[str, str]:
@@ -128,19 +128,19 @@ def start_s3() -> subprocess.Popen:
     return server
 
 
-def prepare(work: Path, args: argparse.Namespace, tiny: bool) -> tuple[float, dict[str, str]]:
-    """Corpus made and uploaded, tiny models built; returns audio seconds and model folders.
+def prepare(work: Path, args: argparse.Namespace, tiny: bool) -> tuple[list[float], dict[str, str]]:
+    """Corpus made and uploaded, tiny models built; returns each clip's seconds and model folders.
 
     Runs in a child process: uploading leaves about a gigabyte per thousand clips in s3fs's
     process, which would otherwise be counted as the driver's memory.
     """
     import fsspec
 
-    audio_s = make_corpus(work / "corpus", args.clips, args.min_s, args.max_s, args.seed)
+    seconds = make_corpus(work / "corpus", args.clips, args.min_s, args.max_s, args.seed)
     fs = fsspec.filesystem("s3")
     fs.mkdir("bench")
     fs.put(str(work / "corpus") + "/", "bench/corpus/", recursive=True)
-    return audio_s, tiny_models(work / "models", args.mode) if tiny else {}
+    return seconds, tiny_models(work / "models", args.mode) if tiny else {}
 
 
 def manifest_rows(manifest: str) -> list[tuple[str, str]]:
@@ -249,7 +249,10 @@ def _usage(pid: int) -> tuple[float, float, float]:
 def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready: bool) -> float:
     """Models only, batches as the model stage makes them, every clip decoded beforehand, and
     with ``features_ready`` the emotion model's features computed beforehand too, as the decode
-    stage does (without, the loop computes them, as the model stage did before)."""
+    stage does (without, the loop computes them, as the model stage did before).
+
+    Each batch is read and decoded just before its model calls, outside the timed part, so that
+    memory does not grow with the corpus; the figure is the sum of the model calls' time."""
     from speech_emotion.audio import decode_audio
     from speech_emotion.features import audio_features
     from speech_emotion.models import load_classifier, load_transcriber, resolve_device
@@ -267,22 +270,44 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready:
         transcriber, _ = load_transcriber(
             config.models, device, batch_size=batch, cpu_threads=threads
         )
-    waves = [decode_audio(read_bytes(uri)).waveform for uri, _ in rows]
-    features = None
-    if classifier.needs_audio and features_ready:
-        features = [audio_features(classifier.feature_extractor, wave) for wave in waves]
     language = config.models.language
-    started = time.perf_counter()
-    for start in range(0, len(waves), batch):
-        chunk = waves[start : start + batch]
+    timed = 0.0
+    for start in range(0, len(rows), batch):
+        waves = [decode_audio(read_bytes(uri)).waveform for uri, _ in rows[start : start + batch]]
+        features = None
+        if classifier.needs_audio and features_ready:
+            features = [audio_features(classifier.feature_spec, wave) for wave in waves]
+        started = time.perf_counter()
         texts = None
         if transcriber is not None:
-            texts = [t.text for t in transcriber.transcribe(chunk, [language] * len(chunk))]
+            texts = [t.text for t in transcriber.transcribe(waves, [language] * len(waves))]
         if features is None:
-            classifier.classify(chunk if classifier.needs_audio else None, texts)
+            classifier.classify(waves if classifier.needs_audio else None, texts)
         else:
-            classifier.classify(None, texts, features=features[start : start + batch])
-    return time.perf_counter() - started
+            classifier.classify(None, texts, features=features)
+        timed += time.perf_counter() - started
+    return timed
+
+
+def as_a_worker(config: JobConfig, rows: list[tuple[str, str]], *, ready: bool) -> float:
+    """:func:`run_floor` in a fresh process with the thread limit Ray gives a model worker.
+
+    Ray sets ``OMP_NUM_THREADS`` to an actor's CPUs. Without it, numpy's OpenBLAS (Whisper's
+    log-mel) runs a thread on every core: measured, the floor then used 7.0 CPU-s in 3.6 s of
+    wall time, a second core the model worker does not have, and lost half its speed whenever
+    anything else ran on that core.
+    """
+    threads = str(max(1, int(config.resources.cpus_per_gpu_worker)))
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = threads  # read when the child imports numpy
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+            return child.submit(run_floor, config, rows, features_ready=ready).result()
+    finally:
+        if before is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
 
 
 def run_pipeline(config: JobConfig) -> float:
@@ -349,19 +374,18 @@ def report(
     args,
     tiny: bool,
     audio_s: float,
-    toolkit_audio_s: float,
-    timings: dict,
+    timings: dict[str, tuple[float, int, float]],
     processes: ProcessSampler | None,
 ) -> str:
-    rates = {name: audio_s / seconds for name, seconds in timings.items() if name != "toolkit"}
-    if "toolkit" in timings:
-        rates["toolkit"] = toolkit_audio_s / timings["toolkit"]
+    """``timings``: for each run, (seconds, clips, audio seconds of those clips)."""
+    rates = {name: audio / seconds for name, (seconds, _, audio) in timings.items()}
     command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
     models = "tiny random models" if tiny else "models given on the command line"
     lines = [
         f"Latest run: `{command}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, {models}; batch size {args.batch_size}, "
-        f"{args.cpus_per_gpu_worker:g} CPU per model worker (the floor uses as many threads).",
+        f"{args.cpus_per_gpu_worker:g} CPU per model worker (the floors run in a process "
+        "limited to as many threads).",
         "",
         f"Corpus: {args.clips} clips of {args.min_s:g}-{args.max_s:g} s, "
         f"{audio_s / 60:.1f} min of audio, mode {args.mode}"
@@ -381,8 +405,8 @@ def report(
     }
     for name, label in labels.items():
         if name in timings:
-            clips = args.toolkit_clips if name == "toolkit" else args.clips
-            lines.append(f"| {label} | {clips} | {timings[name]:.1f} | {rates[name]:.1f} |")
+            seconds, clips, _ = timings[name]
+            lines.append(f"| {label} | {clips} | {seconds:.1f} | {rates[name]:.1f} |")
     ratios = [
         f"pipeline / {other} **{rates['pipeline'] / rates[other]:.2f}**"
         for other in ("floor", "floor-audio", "naive", "toolkit")
@@ -390,14 +414,25 @@ def report(
     ]
     if ratios:
         lines += ["", "Ratios: " + ", ".join(ratios) + "."]
+    if any(clips < args.clips for name, (_, clips, _) in timings.items() if name != "toolkit"):
+        lines += [
+            "",
+            "A run over fewer clips than the corpus timed its first clips; its rate is per "
+            "audio-second of those clips.",
+        ]
     if processes is not None:
-        lines += ["", *process_table(processes, timings["pipeline"])]
+        lines += ["", *process_table(processes, timings["pipeline"][0])]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=200)
+    parser.add_argument(
+        "--naive-clips",
+        type=int,
+        help="time the naive loop on the first N clips (default: all); rates are per audio-second",
+    )
     parser.add_argument("--toolkit-clips", type=int, default=10)
     parser.add_argument("--min-s", type=float, default=1.0)
     parser.add_argument("--max-s", type=float, default=20.0)
@@ -433,7 +468,8 @@ def main() -> None:
         tiny = not any(given.values())
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
-            audio_s, built = child.submit(prepare, work, args, tiny).result()
+            seconds_each, built = child.submit(prepare, work, args, tiny).result()
+        audio_s = sum(seconds_each)
         models = built or {k: v for k, v in given.items() if v}
         manifest = "s3://bench/corpus/manifest.jsonl"
         config = JobConfig(
@@ -451,30 +487,32 @@ def main() -> None:
         rows = manifest_rows(manifest)
         print(f"corpus: {args.clips} clips, {audio_s / 60:.1f} min of audio; tiny models: {tiny}")
         wanted = set(args.runs.split(","))
-        timings: dict[str, float] = {}
+        timings: dict[str, tuple[float, int, float]] = {}
+
+        def timed(name: str, count: int, measure) -> None:
+            if name in wanted:
+                timings[name] = (measure(rows[:count]), count, sum(seconds_each[:count]))
+
         processes = None
         if "pipeline" in wanted:
             with ProcessSampler(s3_pid=server.pid) as processes:
                 ray.init(include_dashboard=False, log_to_driver=False)
-                timings["pipeline"] = run_pipeline(config)
+                timed("pipeline", len(rows), lambda _: run_pipeline(config))
                 ray.shutdown()
-        if "floor" in wanted:
-            timings["floor"] = run_floor(config, rows, features_ready=True)
-        if "floor-audio" in wanted:
-            timings["floor-audio"] = run_floor(config, rows, features_ready=False)
-        if "naive" in wanted:
-            timings["naive"] = run_one_at_a_time(config, rows, reload=False)
-        few = rows[: args.toolkit_clips]
-        if "toolkit" in wanted:
-            timings["toolkit"] = run_one_at_a_time(config, few, reload=True)
-        toolkit_audio_s = audio_s * len(few) / len(rows)  # clips are drawn i.i.d.: a fair share
+        for name, ready in (("floor", True), ("floor-audio", False)):
+            timed(name, len(rows), lambda some, r=ready: as_a_worker(config, some, ready=r))
+        naive_clips = min(args.naive_clips or len(rows), len(rows))
+        timed("naive", naive_clips, lambda some: run_one_at_a_time(config, some, reload=False))
+        timed(
+            "toolkit", args.toolkit_clips, lambda some: run_one_at_a_time(config, some, reload=True)
+        )
     finally:
         if server is not None:
             server.terminate()
             server.wait()
         shutil.rmtree(work, ignore_errors=True)
 
-    markdown = report(args, tiny, audio_s, toolkit_audio_s, timings, processes)
+    markdown = report(args, tiny, audio_s, timings, processes)
     print(markdown)
     if not args.no_write:
         write_results(markdown)

@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import AUDIO_MODES, TEXT_MODES
 from .errors import ModelLoadError
-from .features import FRAMES_PER_S, ClipFeatures, audio_features, stack_features
+from .features import FRAMES_PER_S, ClipFeatures, FeatureSpec, audio_features, stack_features
 
 __all__ = [
     "EN_LABELS",
@@ -397,12 +397,13 @@ class EmotionClassifier:
             self.labels = self._text_only.labels
             return
 
-        from transformers import SeamlessM4TFeatureExtractor
-
         self.model = load_fusion_model(model_dir, mode, source=source).to(
             device=device, dtype=dtype
         )
-        self.feature_extractor = SeamlessM4TFeatureExtractor.from_pretrained(model_dir)
+        preprocessor = Path(model_dir) / "preprocessor_config.json"
+        if not preprocessor.is_file():
+            raise ModelLoadError(f"emotion model {source!r} has no preprocessor_config.json")
+        self.feature_spec = FeatureSpec.from_config(preprocessor.read_bytes(), source)
         num_labels = self.model.classifier.out_proj.out_features
         self.labels = labels_for(num_labels)
         if mode != "audio":
@@ -439,11 +440,12 @@ class EmotionClassifier:
         """Probabilities [clips, labels] (float32), in input order.
 
         Audio comes as waveforms, or as ``features`` already computed by :func:`audio_features`
-        with this model's extractor. Clips are sorted by length and run in micro-batches, so
-        padding stays small; the masks make every clip's result equal to running it alone.
+        with this model's :attr:`feature_spec`. Clips are sorted by length and run in
+        micro-batches, so padding stays small; the masks make every clip's result equal to running
+        it alone.
         """
         if self.needs_audio and features is None and waveforms is not None:
-            features = [audio_features(self.feature_extractor, wave) for wave in waveforms]
+            features = [audio_features(self.feature_spec, wave) for wave in waveforms]
         count = len(features) if features is not None else len(texts or ())
         if self.needs_audio and (features is None or len(features) != count):
             raise ValueError(f"mode {self.mode!r} needs one waveform per clip")
@@ -465,9 +467,7 @@ class EmotionClassifier:
     def _logits(self, features: list[ClipFeatures] | None, texts: list[str] | None) -> torch.Tensor:
         if self._text_only is not None:
             return self._text_only.logits(texts)
-        input_features, attention_mask = stack_features(
-            features, self.feature_extractor.padding_value
-        )
+        input_features, attention_mask = stack_features(features, self.feature_spec.padding_value)
         input_features = torch.from_numpy(input_features).to(self.device, self.dtype)
         attention_mask = torch.from_numpy(attention_mask).to(self.device)
         text_vectors = self._text_encoder.encode(texts) if self._text_encoder else None

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import JobConfig, ResourceConfig
+from .features import FeatureSpec
 from .manifest import default_allowed_prefix, read_manifest
 from .output import OutputStore, RunRecord
 from .runs import RunSummary, choose_run_id, select_clips, summarise
@@ -57,16 +58,16 @@ def plan_models(config: JobConfig, clips: pa.Table, run_id: str) -> ModelPlan:
     needs_whisper = models.needs_text and pc.sum(pc.is_null(clips["text"])).as_py() > 0
     text_encoder = models.text_encoder_source
     emotion_revision = check_model_source(models.emotion_model_source)
-    features_config = None
+    features = None
     if models.needs_audio:
         # Decode workers compute the emotion model's features, so the GPU's actor does not.
-        features_config = read_model_file(
-            models.emotion_model_source, "preprocessor_config.json", revision=emotion_revision
-        ).decode()
+        source = models.emotion_model_source
+        raw = read_model_file(source, "preprocessor_config.json", revision=emotion_revision)
+        features = FeatureSpec.from_config(raw, source)
     return ModelPlan(
         run_id=run_id,
         needs_whisper=needs_whisper,
-        features_config=features_config,
+        features=features,
         emotion_revision=emotion_revision,
         text_encoder_revision=check_model_source(text_encoder) if text_encoder else None,
         whisper_revision=(
@@ -108,7 +109,7 @@ def build_dataset(config: JobConfig, clips: pa.Table, plan: ModelPlan):
         DecodeStage,
         fn_constructor_kwargs={
             "config": config.decode,
-            "features_config": plan.features_config,
+            "features": plan.features,
             "whisper": plan.needs_whisper,
         },
         batch_size=res.decode_batch_size,

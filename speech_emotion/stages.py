@@ -8,7 +8,6 @@ dropped. Only :class:`RowError` is caught per row: anything else is a bug and ra
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 from collections import Counter, deque
@@ -22,7 +21,7 @@ import pyarrow as pa
 
 from .config import DecodeConfig, ModelConfig
 from .errors import ErrorCode, RowError
-from .features import ClipFeatures, audio_features
+from .features import ClipFeatures, FeatureSpec, audio_features
 from .manifest import within_prefixes
 from .schema import (
     DECODED_SCHEMA,
@@ -107,22 +106,18 @@ class _Decoded:
 class DecodeStage:
     """Fetches and decodes each clip to 16 kHz mono float32, recording its original format.
 
-    Given the emotion model's ``preprocessor_config.json`` (``features_config``), it also computes
-    the model's input features here on a CPU worker, so the accelerator's actor does not, and
+    Given the emotion model's feature settings (``features``), it also computes the model's
+    input features here on a CPU worker, so the accelerator's actor does not, and
     keeps the waveform only for rows Whisper will transcribe (``whisper``: it runs in this job;
     the row has no transcript). Yields the batch's rows in order, as one or more tables of at most
     ``_MAX_BLOCK_SAMPLES`` float32 values (a longer clip goes alone).
     """
 
     def __init__(
-        self, config: DecodeConfig, *, features_config: str | None = None, whisper: bool = True
+        self, config: DecodeConfig, *, features: FeatureSpec | None = None, whisper: bool = True
     ) -> None:
         self.config = config
-        self._extractor = None
-        if features_config is not None:
-            from transformers import SeamlessM4TFeatureExtractor
-
-            self._extractor = SeamlessM4TFeatureExtractor.from_dict(json.loads(features_config))
+        self._features = features
         self._whisper = whisper
         # Object reads are latency-bound: threads fetch ahead while this thread decodes.
         self._pool = ThreadPoolExecutor(max_workers=config.fetch_threads)
@@ -191,12 +186,12 @@ class DecodeStage:
                     f"{self.config.min_duration_s} s (--min-duration-s)",
                 ),
             )
-        if self._extractor is None:
+        if self._features is None:
             return _Decoded(audio, None)
         return _Decoded(
             audio,
             None,
-            features=audio_features(self._extractor, audio.waveform),
+            features=audio_features(self._features, audio.waveform),
             keep_waveform=self._whisper and not has_text,
         )
 
@@ -266,8 +261,8 @@ class ModelPlan:
     emotion_revision: str | None = None
     text_encoder_revision: str | None = None
     whisper_revision: str | None = None
-    features_config: str | None = None
-    """The emotion model's preprocessor_config.json, for decode workers to compute its features."""
+    features: FeatureSpec | None = None
+    """The emotion model's feature settings, for decode workers to compute its features."""
 
 
 def _waveforms(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:

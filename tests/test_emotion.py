@@ -66,21 +66,43 @@ def test_features_computed_clip_by_clip_pad_into_exactly_the_toolkits_batch(tiny
 
     from speech_emotion.features import (
         FEATURE_EXTRACTOR_KWARGS,
+        FeatureSpec,
         audio_features,
         stack_features,
     )
 
-    extractor = SeamlessM4TFeatureExtractor.from_pretrained(tiny_models.emotion["audio"])
+    folder = tiny_models.emotion["audio"]
+    extractor = SeamlessM4TFeatureExtractor.from_pretrained(folder)
+    spec = FeatureSpec.from_config((folder / "preprocessor_config.json").read_bytes(), str(folder))
+    assert np.array_equal(spec.mel_filters, extractor.mel_filters)
+    assert np.array_equal(spec.window, extractor.window)
     rng = np.random.default_rng(1)
-    # Odd and even fbank frame counts, and one clip past the 160 s cut (fbank made in chunks).
-    samples = [16000 + 160, 16000 + 320, 5200, 161 * 16000]
+    # Odd and even fbank frame counts, the shortest clip the model takes, fbank in two chunks,
+    # and a clip past the 160 s cut.
+    samples = [16000 + 160, 16000 + 320, 5200, 560, 75 * 16000 + 7, 161 * 16000]
     waves = [(0.2 * rng.standard_normal(n)).astype(np.float32) for n in samples]
     toolkit = extractor(waves, **FEATURE_EXTRACTOR_KWARGS)
-    clips_ = [audio_features(extractor, wave) for wave in waves]
-    features, mask = stack_features(clips_, extractor.padding_value)
+    clips_ = [audio_features(spec, wave) for wave in waves]
+    features, mask = stack_features(clips_, spec.padding_value)
     assert torch.equal(torch.from_numpy(features), toolkit["input_features"])
     assert torch.equal(torch.from_numpy(mask), toolkit["attention_mask"])
     assert [valid for _, valid in clips_] != [len(f) for f, _ in clips_]  # an odd count is masked
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        (b"{not json", "unreadable"),
+        (b'{"feature_extractor_type": "WhisperFeatureExtractor"}', "names WhisperFeatureExtractor"),
+        (b'{"sampling_rate": 8000}', "sampling_rate 8000"),
+        (b"[80, 2]", "unreadable"),
+    ],
+)
+def test_an_unusable_preprocessor_config_is_a_load_error_naming_the_model(config, says):
+    from speech_emotion.features import FeatureSpec
+
+    with pytest.raises(ModelLoadError, match=f"'some/model'.*{says}"):
+        FeatureSpec.from_config(config, "some/model")
 
 
 def test_precomputed_features_give_the_same_probabilities_as_waveforms(tiny_models):
@@ -88,7 +110,7 @@ def test_precomputed_features_give_the_same_probabilities_as_waveforms(tiny_mode
 
     model = classifier(tiny_models, "concat")
     waves, texts = clips()
-    features = [audio_features(model.feature_extractor, wave) for wave in waves]
+    features = [audio_features(model.feature_spec, wave) for wave in waves]
     np.testing.assert_array_equal(
         model.classify(None, texts, features=features), model.classify(waves, texts)
     )

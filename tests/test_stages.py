@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from speech_emotion import stages
 from speech_emotion.config import DecodeConfig, ModelConfig
+from speech_emotion.features import FeatureSpec
 from speech_emotion.schema import CLIP_SCHEMA, DECODED_SCHEMA, OUTPUT_SCHEMA
 from speech_emotion.stages import DecodeStage, ModelPlan, ModelStage
 
@@ -54,8 +58,9 @@ def model_stage(tiny_models, *, needs_whisper: bool = True, mode: str = "concat"
     return ModelStage(config, ModelPlan(run_id="test-run", needs_whisper=needs_whisper))
 
 
-def features_config(tiny_models, mode: str = "concat") -> str:
-    return (tiny_models.emotion[mode] / "preprocessor_config.json").read_text()
+def features(tiny_models, mode: str = "concat") -> FeatureSpec:
+    folder = tiny_models.emotion[mode]
+    return FeatureSpec.from_config((folder / "preprocessor_config.json").read_bytes(), str(folder))
 
 
 class CountingTranscriber:
@@ -152,16 +157,40 @@ def test_decode_computes_the_emotion_features_and_keeps_audio_only_for_whisper(
         tmp_path,
         [("given", 0.6, "hello", None), ("heard", 0.8, None, None), ("gone", None, None, None)],
     )
-    config = features_config(tiny_models)
-    out = decode(DecodeStage(DecodeConfig(), features_config=config, whisper=True), table)
+    spec = features(tiny_models)
+    out = decode(DecodeStage(DecodeConfig(), features=spec, whisper=True), table)
     assert out.schema == DECODED_SCHEMA
     # 58 and 78 fbank frames of 10 ms, stacked in pairs of 160 values.
     assert out["audio_feature_frames"].to_pylist() == [29, 39, None]
     assert [len(f) for f in out["audio_features"].to_pylist()] == [29 * 160, 39 * 160, 0]
     # Only the row Whisper will hear keeps its samples between the stages.
     assert [len(w) for w in out["waveform"].to_pylist()] == [0, 12800, 0]
-    without = decode(DecodeStage(DecodeConfig(), features_config=config, whisper=False), table)
+    without = decode(DecodeStage(DecodeConfig(), features=spec, whisper=False), table)
     assert [len(w) for w in without["waveform"].to_pylist()] == [0, 0, 0]
+
+
+def test_a_decode_worker_computes_features_without_importing_torch(tiny_models, tmp_path):
+    # torch costs every decode worker about 150 MB and a second of start-up, for nothing.
+    table = clips_table(tmp_path, [("a", 0.6, None, None)])
+    pq.write_table(table, tmp_path / "clips.parquet")
+    folder = tiny_models.emotion["concat"]
+    script = f"""
+import sys
+import pyarrow.parquet as pq
+from speech_emotion.config import DecodeConfig
+from speech_emotion.features import FeatureSpec
+from speech_emotion.stages import DecodeStage
+
+spec = FeatureSpec.from_config(open({str(folder / "preprocessor_config.json")!r}, "rb").read(), "m")
+stage = DecodeStage(DecodeConfig(), features=spec)
+out = list(stage(pq.read_table({str(tmp_path / "clips.parquet")!r})))
+assert out[0]["audio_feature_frames"].to_pylist() == [29], out[0]
+print(sorted(m for m in ("torch", "transformers.models") if m in sys.modules))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
 
 
 def test_features_from_decode_give_the_labels_the_waveforms_give(tiny_models, tmp_path):
@@ -170,7 +199,7 @@ def test_features_from_decode_give_the_labels_the_waveforms_give(tiny_models, tm
     )
     stage = model_stage(tiny_models)
     from_waves = stage(decode(DecodeStage(DecodeConfig()), table))
-    ahead = DecodeStage(DecodeConfig(), features_config=features_config(tiny_models))
+    ahead = DecodeStage(DecodeConfig(), features=features(tiny_models))
     from_features = stage(decode(ahead, table))
     for column in ("status", "transcript", "emotion", "scores"):
         assert from_features[column].to_pylist() == from_waves[column].to_pylist()
