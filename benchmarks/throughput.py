@@ -5,10 +5,10 @@
 On one synthetic corpus (tones and noise, mixed formats and rates) and the same models, measures
 audio-seconds per second for:
 
-- floor: the models alone on pre-decoded, in-memory batches, with the emotion model's features
+- floor: the models alone on pre-decoded, in-memory batches, with both models' features
   computed beforehand as the decode stage computes them (the best the job could do here);
-- floor-audio: the same from decoded audio, the emotion model's features computed in the loop
-  (the split of work the toolkit has);
+- floor-audio: the same from decoded audio, the models' features computed in the loop (the
+  split of work the toolkit has);
 - pipeline: the full job, manifest in a local S3 endpoint (moto, loopback) to Parquet out in S3;
 - naive: one file at a time from S3, models kept loaded (what a toolkit user would write);
 - toolkit-style: one file at a time, models reloaded per call, as the toolkit does (small N);
@@ -103,9 +103,11 @@ def start_s3() -> subprocess.Popen:
     """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        port = str(probe.getsockname()[1])
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        # Lowest priority: it stands for a remote service. Ray starts its workers at nice 15, so
+        # at the default 0 the server outranked the model worker whenever both wanted a core.
+        ["nice", "-n", "19", sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", port],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # one log line per request otherwise
     )
@@ -248,13 +250,13 @@ def _usage(pid: int) -> tuple[float, float, float]:
 
 def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready: bool) -> float:
     """Models only, batches as the model stage makes them, every clip decoded beforehand, and
-    with ``features_ready`` the emotion model's features computed beforehand too, as the decode
-    stage does (without, the loop computes them, as the model stage did before).
+    with ``features_ready`` both models' features computed beforehand too, as the decode stage
+    does (without, the loop computes them, as the toolkit does).
 
     Each batch is read and decoded just before its model calls, outside the timed part, so that
     memory does not grow with the corpus; the figure is the sum of the model calls' time."""
     from speech_emotion.audio import decode_audio
-    from speech_emotion.features import audio_features
+    from speech_emotion.features import audio_features, whisper_features
     from speech_emotion.models import load_classifier, load_transcriber, resolve_device
     from speech_emotion.stages import read_bytes
 
@@ -274,13 +276,20 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready:
     timed = 0.0
     for start in range(0, len(rows), batch):
         waves = [decode_audio(read_bytes(uri)).waveform for uri, _ in rows[start : start + batch]]
-        features = None
+        features = mels = None
         if classifier.needs_audio and features_ready:
             features = [audio_features(classifier.feature_spec, wave) for wave in waves]
+        if transcriber is not None and features_ready:
+            spec = transcriber.feature_spec
+            mels = [
+                whisper_features(spec.extractor, w) if len(w) <= spec.max_samples else None
+                for w in waves
+            ]
         started = time.perf_counter()
         texts = None
         if transcriber is not None:
-            texts = [t.text for t in transcriber.transcribe(waves, [language] * len(waves))]
+            transcripts = transcriber.transcribe(waves, [language] * len(waves), features=mels)
+            texts = [t.text for t in transcripts]
         if features is None:
             classifier.classify(waves if classifier.needs_audio else None, texts)
         else:
@@ -395,10 +404,10 @@ def report(
         "|---|---|---|---|",
     ]
     labels = {
-        "floor": "floor: models alone on in-memory batches, audio decoded and emotion features "
-        "computed beforehand",
-        "floor-audio": "floor from audio: models alone on decoded in-memory audio, emotion "
-        "features computed in the loop",
+        "floor": "floor: models alone on in-memory batches, audio decoded and both models' "
+        "features computed beforehand",
+        "floor-audio": "floor from audio: models alone on decoded in-memory audio, features "
+        "computed in the loop",
         "pipeline": "pipeline: S3 manifest to Parquet in S3, actor start-up and loading included",
         "naive": "naive: one file at a time from S3, models kept loaded",
         "toolkit": "toolkit-style: one file at a time, models reloaded per call",

@@ -31,6 +31,7 @@ from faster_whisper.transcribe import (
 
 from .config import require
 from .errors import ErrorCode, ModelLoadError, RowError
+from .features import WhisperFeatureSpec, whisper_features
 
 __all__ = ["Transcript", "WhisperTranscriber", "is_hallucination"]
 
@@ -131,6 +132,8 @@ class WhisperTranscriber:
         self.log_prob_threshold = log_prob_threshold
         self.compression_ratio_threshold = compression_ratio_threshold
         self._model = _load_model(model_dir, device, compute_type, cpu_threads)
+        # faster-whisper built its extractor from these same settings (WhisperModel.feat_kwargs).
+        self._feature_spec = WhisperFeatureSpec(**self._model.feat_kwargs)
         self._tokenizers: dict[str, Tokenizer] = {}
         # [-1] is faster-whisper's default: its non-speech symbols plus the special tokens.
         self._suppress_tokens = list(get_suppressed_tokens(self._tokenizer("en"), [-1]))
@@ -140,41 +143,61 @@ class WhisperTranscriber:
         """Language codes this model can be forced to; any other is a per-row error."""
         return tuple(self._model.supported_languages)
 
+    @property
+    def feature_spec(self) -> WhisperFeatureSpec:
+        """The log-mel settings of this model, for computing its features elsewhere."""
+        return self._feature_spec
+
     def transcribe(
-        self, waveforms: Sequence[np.ndarray], languages: Sequence[str | None]
+        self,
+        waveforms: Sequence[np.ndarray],
+        languages: Sequence[str | None],
+        *,
+        features: Sequence[np.ndarray | None] | None = None,
     ) -> list[Transcript]:
         """Transcribe float mono 16 kHz clips: one result per clip, in input order.
 
-        ``languages[i]`` forces clip ``i``'s language, or is None to detect it. Raises
-        :class:`RowError` (``unsupported_language``) before any decoding when a clip asks for a
-        language the model does not know (stages check :attr:`languages` first), and
-        ``ValueError`` for empty, non-mono or non-float arrays, which callers filter out.
+        ``languages[i]`` forces clip ``i``'s language, or is None to detect it. ``features[i]``,
+        if given, is clip ``i``'s log-mel from :func:`whisper_features` with this model's
+        :attr:`feature_spec`, computed elsewhere; its waveform is then not used (it may be
+        empty). Raises :class:`RowError` (``unsupported_language``) before any decoding when a
+        clip asks for a language the model does not know (stages check :attr:`languages` first),
+        and ``ValueError`` for empty, non-mono or non-float arrays, which callers filter out.
         """
-        _check_inputs(waveforms, languages, self.languages)
-        window = self._model.feature_extractor.n_samples
+        features = features if features is not None else [None] * len(waveforms)
+        _check_inputs(waveforms, languages, features, self.languages)
+        window = self._feature_spec.max_samples
         results: dict[int, Transcript] = {}
-        short = [i for i, wave in enumerate(waveforms) if len(wave) <= window]
+        short = [
+            i
+            for i, (wave, mel) in enumerate(zip(waveforms, features, strict=True))
+            if mel is not None or len(wave) <= window
+        ]
         # Input order is kept: every clip is padded to the same 30 s window, so sorting by length
         # would not shrink the encoder's work, and CTranslate2 drops finished rows from its
         # decoding batch, so mixed output lengths cost little.
+        extract = self._model.feature_extractor
         for start in range(0, len(short), self.batch_size):
             batch = short[start : start + self.batch_size]
-            transcripts = self._transcribe_short(
-                [waveforms[i] for i in batch], [languages[i] for i in batch]
-            )
+            mels = [
+                features[i] if features[i] is not None else whisper_features(extract, waveforms[i])
+                for i in batch
+            ]
+            transcripts = self._transcribe_short(mels, [languages[i] for i in batch])
             results.update(zip(batch, transcripts, strict=True))
         for i, wave in enumerate(waveforms):
-            if len(wave) > window:
+            if i not in results:
                 results[i] = self._transcribe_long(wave, languages[i])
         return [results[i] for i in range(len(waveforms))]
 
     def _transcribe_short(
-        self, waveforms: Sequence[np.ndarray], languages: Sequence[str | None]
+        self, mels: Sequence[np.ndarray], languages: Sequence[str | None]
     ) -> list[Transcript]:
-        extract = self._model.feature_extractor
-        # faster-whisper drops the extractor's last frame (it comes from the padding the
-        # extractor appends) before padding to 30 s; doing the same keeps features identical.
-        features = np.stack([pad_or_trim(extract(wave)[:, :-1]) for wave in waveforms])
+        expected = self._feature_spec.feature_size
+        for mel in mels:
+            if mel.ndim != 2 or mel.shape[0] != expected:
+                raise ValueError(f"log-mel of shape {mel.shape}; this model takes {expected} bins")
+        features = np.stack([pad_or_trim(mel) for mel in mels])
         encoded = self._model.encode(features)
         detected = self._detect_languages(encoded, languages)
         resolved = [forced or detected[i][0] for i, forced in enumerate(languages)]
@@ -362,11 +385,18 @@ def _window(
 
 
 def _check_inputs(
-    waveforms: Sequence[np.ndarray], languages: Sequence[str | None], supported: Sequence[str]
+    waveforms: Sequence[np.ndarray],
+    languages: Sequence[str | None],
+    features: Sequence[np.ndarray | None],
+    supported: Sequence[str],
 ) -> None:
-    if len(waveforms) != len(languages):
-        raise ValueError(f"{len(waveforms)} waveforms but {len(languages)} languages")
-    for i, wave in enumerate(waveforms):
+    if not len(waveforms) == len(languages) == len(features):
+        raise ValueError(
+            f"{len(waveforms)} waveforms, {len(languages)} languages, {len(features)} features"
+        )
+    for i, (wave, mel) in enumerate(zip(waveforms, features, strict=True)):
+        if mel is not None:
+            continue
         if wave.ndim != 1 or not np.issubdtype(wave.dtype, np.floating):
             raise ValueError(
                 f"waveform {i} is {wave.dtype} with shape {wave.shape}; expected mono float"

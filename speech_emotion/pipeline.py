@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import JobConfig, ResourceConfig
-from .features import FeatureSpec
+from .features import FeatureSpec, WhisperFeatureSpec
 from .manifest import default_allowed_prefix, read_manifest
 from .output import OutputStore, RunRecord
 from .runs import RunSummary, choose_run_id, select_clips, summarise
@@ -64,15 +64,26 @@ def plan_models(config: JobConfig, clips: pa.Table, run_id: str) -> ModelPlan:
         source = models.emotion_model_source
         raw = read_model_file(source, "preprocessor_config.json", revision=emotion_revision)
         features = FeatureSpec.from_config(raw, source)
+    whisper_revision = whisper_features = None
+    if needs_whisper:
+        whisper_revision = check_model_source(models.whisper_model, whisper=True)
+        # And Whisper's log-mel; a model folder without the file has faster-whisper's defaults.
+        raw = read_model_file(
+            models.whisper_model,
+            "preprocessor_config.json",
+            revision=whisper_revision,
+            whisper=True,
+            missing_ok=True,
+        )
+        whisper_features = WhisperFeatureSpec.from_config(raw, models.whisper_model)
     return ModelPlan(
         run_id=run_id,
         needs_whisper=needs_whisper,
         features=features,
+        whisper_features=whisper_features,
         emotion_revision=emotion_revision,
         text_encoder_revision=check_model_source(text_encoder) if text_encoder else None,
-        whisper_revision=(
-            check_model_source(models.whisper_model, whisper=True) if needs_whisper else None
-        ),
+        whisper_revision=whisper_revision,
     )
 
 
@@ -110,6 +121,7 @@ def build_dataset(config: JobConfig, clips: pa.Table, plan: ModelPlan):
         fn_constructor_kwargs={
             "config": config.decode,
             "features": plan.features,
+            "whisper_features": plan.whisper_features,
             "whisper": plan.needs_whisper,
         },
         batch_size=res.decode_batch_size,

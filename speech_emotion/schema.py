@@ -44,7 +44,8 @@ CLIP_SCHEMA = pa.schema(
 
 # Between the decode and model stages. error_code/error set means the row failed in decode and
 # carries an empty waveform and no features. The waveform is empty too where the model stage will
-# not need it (the emotion model's features were computed in decode and Whisper will not run).
+# not need it: the emotion model's features were computed in decode, and Whisper will not run or
+# has its features too (clips up to Whisper's 30 s window).
 DECODED_SCHEMA = pa.schema(
     list(CLIP_SCHEMA)
     + [
@@ -54,6 +55,9 @@ DECODED_SCHEMA = pa.schema(
         pa.field("audio_features", pa.large_list(pa.float32()), nullable=False),
         pa.field("audio_feature_frames", pa.int32()),
         pa.field("audio_feature_valid_frames", pa.int32()),
+        # Whisper's log-mel [mel bins, frames], row-major; frames null when not computed.
+        pa.field("whisper_features", pa.large_list(pa.float32()), nullable=False),
+        pa.field("whisper_feature_frames", pa.int32()),
         pa.field("duration_s", pa.float64()),
         pa.field("sample_rate_hz", pa.int32()),
         pa.field("channels", pa.int32()),

@@ -163,22 +163,41 @@ def check_model_source(source: str, *, whisper: bool = False) -> str | None:
         ) from exc
 
 
-def read_model_file(source: str, name: str, *, revision: str | None = None) -> bytes:
+def read_model_file(
+    source: str,
+    name: str,
+    *,
+    revision: str | None = None,
+    whisper: bool = False,
+    missing_ok: bool = False,
+) -> bytes | None:
     """One small file of a model (a config) without fetching its weights: for the driver, and
-    for workers that need a model's settings but not the model."""
+    for workers that need a model's settings but not the model. None if the model has no such
+    file and ``missing_ok``; any other failure is a :class:`ModelLoadError`."""
     kind = _kind(source)
     try:
         if kind == "hub":
             from huggingface_hub import hf_hub_download
+            from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 
-            with open(hf_hub_download(source, name, revision=revision), "rb") as f:
-                return f.read()
+            repo_id = whisper_repo_id(source) if whisper else source
+            try:
+                with open(hf_hub_download(repo_id, name, revision=revision), "rb") as f:
+                    return f.read()
+            except RemoteEntryNotFoundError as exc:  # the repo has no such file
+                raise FileNotFoundError(name) from exc
+            except LocalEntryNotFoundError as exc:  # the hub is unreachable: not "no such file"
+                raise ConnectionError(str(exc)) from exc
         if kind == "local":
             return (_local_path(source) / name).read_bytes()
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(source)
         return fs.cat_file(f"{path.rstrip('/')}/{name}")
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise ModelLoadError(f"model {source!r} has no {name}") from None
     except Exception as exc:  # noqa: BLE001 - hub, storage and file errors share no base class
         raise ModelLoadError(
             f"model {source!r}: cannot read its {name} ({type(exc).__name__}: "

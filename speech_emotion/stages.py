@@ -21,7 +21,13 @@ import pyarrow as pa
 
 from .config import DecodeConfig, ModelConfig
 from .errors import ErrorCode, RowError
-from .features import ClipFeatures, FeatureSpec, audio_features
+from .features import (
+    ClipFeatures,
+    FeatureSpec,
+    WhisperFeatureSpec,
+    audio_features,
+    whisper_features,
+)
 from .manifest import within_prefixes
 from .schema import (
     DECODED_SCHEMA,
@@ -92,6 +98,7 @@ class _Decoded:
     audio: DecodedAudio | None
     error: RowError | None
     features: ClipFeatures | None = None
+    whisper_features: np.ndarray | None = None
     keep_waveform: bool = True
 
     @property
@@ -100,25 +107,34 @@ class _Decoded:
         if self.error is not None:
             return 0
         kept = len(self.audio.waveform) if self.keep_waveform else 0
-        return kept + (self.features[0].size if self.features is not None else 0)
+        features = self.features[0].size if self.features is not None else 0
+        mel = self.whisper_features.size if self.whisper_features is not None else 0
+        return kept + features + mel
 
 
 class DecodeStage:
     """Fetches and decodes each clip to 16 kHz mono float32, recording its original format.
 
     Given the emotion model's feature settings (``features``), it also computes the model's
-    input features here on a CPU worker, so the accelerator's actor does not, and
-    keeps the waveform only for rows Whisper will transcribe (``whisper``: it runs in this job;
-    the row has no transcript). Yields the batch's rows in order, as one or more tables of at most
-    ``_MAX_BLOCK_SAMPLES`` float32 values (a longer clip goes alone).
+    input features here on a CPU worker, so the accelerator's actor does not; given Whisper's
+    (``whisper_features``), the same for the rows Whisper will transcribe (``whisper``: it runs
+    in this job; the row has no transcript) that fit its 30 s window. The waveform goes on only
+    where the model stage still needs it. Yields the batch's rows in order, as one or more tables
+    of at most ``_MAX_BLOCK_SAMPLES`` float32 values (a longer clip goes alone).
     """
 
     def __init__(
-        self, config: DecodeConfig, *, features: FeatureSpec | None = None, whisper: bool = True
+        self,
+        config: DecodeConfig,
+        *,
+        features: FeatureSpec | None = None,
+        whisper: bool = True,
+        whisper_features: WhisperFeatureSpec | None = None,
     ) -> None:
         self.config = config
         self._features = features
         self._whisper = whisper
+        self._whisper_features = whisper_features
         # Object reads are latency-bound: threads fetch ahead while this thread decodes.
         self._pool = ThreadPoolExecutor(max_workers=config.fetch_threads)
         self._recent_sizes: deque[int] = deque(maxlen=config.fetch_threads)
@@ -186,13 +202,17 @@ class DecodeStage:
                     f"{self.config.min_duration_s} s (--min-duration-s)",
                 ),
             )
-        if self._features is None:
-            return _Decoded(audio, None)
+        heard = self._whisper and not has_text
+        mel = None
+        whisper = self._whisper_features
+        if heard and whisper is not None and len(audio.waveform) <= whisper.max_samples:
+            mel = whisper_features(whisper.extractor, audio.waveform)
         return _Decoded(
             audio,
             None,
-            features=audio_features(self._features, audio.waveform),
-            keep_waveform=self._whisper and not has_text,
+            features=audio_features(self._features, audio.waveform) if self._features else None,
+            whisper_features=mel,
+            keep_waveform=self._features is None or (heard and mel is None),
         )
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
@@ -209,7 +229,7 @@ class DecodeStage:
             yield self._table(batch.slice(done, len(results)), results, started)
 
     def _table(self, rows: pa.Table, results: list[_Decoded], started: float) -> pa.Table:
-        waves, features, frames, valid = [], [], [], []
+        waves, features, frames, valid, mels, mel_frames = [], [], [], [], [], []
         durations, rates, channels, codes, reasons = [], [], [], [], []
         for row in results:
             audio, error = row.audio, row.error
@@ -218,6 +238,9 @@ class DecodeStage:
             features.append(row.features[0].ravel() if row.features is not None else _EMPTY)
             frames.append(len(row.features[0]) if row.features is not None else None)
             valid.append(row.features[1] if row.features is not None else None)
+            mel = row.whisper_features
+            mels.append(mel.ravel() if mel is not None else _EMPTY)
+            mel_frames.append(mel.shape[1] if mel is not None else None)
             durations.append(audio.duration_s if audio else None)
             rates.append(audio.sample_rate_hz if audio else None)
             channels.append(audio.channels if audio else None)
@@ -229,6 +252,8 @@ class DecodeStage:
             audio_features=_float_lists(features),
             audio_feature_frames=pa.array(frames, pa.int32()),
             audio_feature_valid_frames=pa.array(valid, pa.int32()),
+            whisper_features=_float_lists(mels),
+            whisper_feature_frames=pa.array(mel_frames, pa.int32()),
             duration_s=pa.array(durations, pa.float64()),
             sample_rate_hz=pa.array(rates, pa.int32()),
             channels=pa.array(channels, pa.int32()),
@@ -263,6 +288,8 @@ class ModelPlan:
     whisper_revision: str | None = None
     features: FeatureSpec | None = None
     """The emotion model's feature settings, for decode workers to compute its features."""
+    whisper_features: WhisperFeatureSpec | None = None
+    """Whisper's log-mel settings, for decode workers to compute its features."""
 
 
 def _waveforms(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
@@ -284,7 +311,17 @@ def _features(batch: pa.Table) -> list[ClipFeatures | None]:
     ]
 
 
-_ARRAY_COLUMNS = ["waveform", "audio_features"]
+def _whisper_features(batch: pa.Table) -> list[np.ndarray | None]:
+    """Each row's Whisper log-mel from the decode stage, as [mel bins, frames] views, or None."""
+    frames = batch["whisper_feature_frames"].to_pylist()
+    flat = _waveforms(batch["whisper_features"])
+    return [
+        None if n is None else values.reshape(-1, n)
+        for values, n in zip(flat, frames, strict=True)
+    ]
+
+
+_ARRAY_COLUMNS = ["waveform", "audio_features", "whisper_features"]
 # Filled by the model stage; null where a row failed earlier or its mode needs no text.
 _TRANSCRIPT_COLUMNS = (
     "language_probability",
@@ -352,14 +389,20 @@ class ModelStage:
             row.update(dict.fromkeys(_TRANSCRIPT_COLUMNS))
         live = [i for i, row in enumerate(rows) if row["error_code"] is None]
         if self.config.needs_text:
-            live = self._transcribe(rows, waves, live)
+            live = self._transcribe(rows, waves, _whisper_features(batch), live)
         self._classify(rows, waves, features, live)
         out = self._output(rows)
         self.counts.add([row["error_code"] for row in rows], time.perf_counter() - started)
         logger.info("models: %s", self.counts)
         return out
 
-    def _transcribe(self, rows: list[dict], waves: list[np.ndarray], live: list[int]) -> list[int]:
+    def _transcribe(
+        self,
+        rows: list[dict],
+        waves: list[np.ndarray],
+        mels: list[np.ndarray | None],
+        live: list[int],
+    ) -> list[int]:
         """Fills transcripts; returns the rows still alive."""
         pending: list[int] = []
         for i in live:
@@ -386,7 +429,9 @@ class ModelStage:
             if self.transcriber is None:
                 raise RuntimeError("rows need Whisper but the plan said none did")
             transcripts = self.transcriber.transcribe(
-                [waves[i] for i in pending], [rows[i]["language"] for i in pending]
+                [waves[i] for i in pending],
+                [rows[i]["language"] for i in pending],
+                features=[mels[i] for i in pending],
             )
             for i, transcript in zip(pending, transcripts, strict=True):
                 rows[i].update(

@@ -15,6 +15,7 @@ from faster_whisper import WhisperModel
 
 from speech_emotion.asr import Transcript, WhisperTranscriber, is_hallucination
 from speech_emotion.errors import ErrorCode, ModelLoadError, RowError
+from speech_emotion.features import WhisperFeatureSpec, whisper_features
 from speech_emotion.tiny_models import build_tiny_whisper
 
 SAMPLE_RATE_HZ = 16_000
@@ -88,6 +89,39 @@ def test_results_come_back_one_per_clip_in_input_order(transcriber: WhisperTrans
 
     assert all(isinstance(result, Transcript) for result in results)
     assert [result.language for result in results] == languages
+
+
+def test_log_mel_computed_elsewhere_gives_the_same_transcripts(
+    transcriber: WhisperTranscriber, model_dir: str
+) -> None:
+    clips = make_clips([*DURATIONS_S, 31.0])
+    languages = [None, "en", None, "fr", "en", None, "de", "en"]
+    spec = WhisperFeatureSpec.from_config(
+        (Path(model_dir) / "preprocessor_config.json").read_bytes(), model_dir
+    )
+    assert spec == transcriber.feature_spec
+    # As the decode stage sends them: features for clips that fit the window, samples beyond it.
+    features = [
+        whisper_features(spec.extractor, clip) if len(clip) <= spec.max_samples else None
+        for clip in clips
+    ]
+    waveforms = [
+        clip if mel is None else clip[:0] for clip, mel in zip(clips, features, strict=True)
+    ]
+
+    from_features = transcriber.transcribe(waveforms, languages, features=features)
+    from_waveforms = transcriber.transcribe(clips, languages)
+
+    assert features[-1] is None and len({r.text for r in from_features}) > 1
+    assert from_features == from_waveforms
+
+
+def test_log_mel_with_other_mel_bins_than_the_model_is_refused(
+    transcriber: WhisperTranscriber,
+) -> None:
+    bins = transcriber.feature_spec.feature_size + 1
+    with pytest.raises(ValueError, match=f"shape \\({bins}, 100\\)"):
+        transcriber.transcribe([np.zeros(0, np.float32)], ["en"], features=[np.zeros((bins, 100))])
 
 
 def test_batched_results_equal_one_at_a_time_results(

@@ -77,9 +77,9 @@ def test_features_computed_clip_by_clip_pad_into_exactly_the_toolkits_batch(tiny
     assert np.array_equal(spec.mel_filters, extractor.mel_filters)
     assert np.array_equal(spec.window, extractor.window)
     rng = np.random.default_rng(1)
-    # Odd and even fbank frame counts, the shortest clip the model takes, fbank in two chunks,
-    # and a clip past the 160 s cut.
-    samples = [16000 + 160, 16000 + 320, 5200, 560, 75 * 16000 + 7, 161 * 16000]
+    # Odd and even fbank frame counts, the shortest clip the model takes, fbank in chunks with a
+    # last chunk of one frame (1,025 frames), and a clip past the 160 s cut.
+    samples = [16000 + 160, 16000 + 320, 5200, 560, 400 + 160 * 1024, 161 * 16000]
     waves = [(0.2 * rng.standard_normal(n)).astype(np.float32) for n in samples]
     toolkit = extractor(waves, **FEATURE_EXTRACTOR_KWARGS)
     clips_ = [audio_features(spec, wave) for wave in waves]

@@ -61,7 +61,19 @@ def test_one_config_file_is_read_without_fetching_the_model(s3, tiny_models, tmp
     uri = upload_folder(s3, folder, "models/concat-config")
     assert read_model_file(uri, "preprocessor_config.json") == expected
     assert read_model_file(str(folder), "preprocessor_config.json") == expected
-    with pytest.raises(ModelLoadError, match="concat-config'.*cannot read its nothing.json"):
+    with pytest.raises(ModelLoadError, match="concat-config' has no nothing.json"):
         read_model_file(uri, "nothing.json")
     with pytest.raises(ModelLoadError, match="cannot read its preprocessor_config.json"):
         read_model_file("UMUTeam/w2v-bert-emotion-en", "preprocessor_config.json")
+
+
+def test_an_optional_config_file_may_be_absent_but_an_unreachable_hub_is_still_an_error(
+    s3, tiny_models
+):
+    folder = tiny_models.emotion["concat"]
+    uri = upload_folder(s3, folder, "models/optional-config")
+    assert read_model_file(uri, "nothing.json", missing_ok=True) is None
+    assert read_model_file(str(folder), "nothing.json", missing_ok=True) is None
+    # Offline, the hub client says the file is not in its cache: that is not "no such file".
+    with pytest.raises(ModelLoadError, match="'large-v3-turbo': cannot read its"):
+        read_model_file("large-v3-turbo", "preprocessor_config.json", whisper=True, missing_ok=True)

@@ -13,7 +13,7 @@ import pytest
 
 from speech_emotion import stages
 from speech_emotion.config import DecodeConfig, ModelConfig
-from speech_emotion.features import FeatureSpec
+from speech_emotion.features import FeatureSpec, WhisperFeatureSpec
 from speech_emotion.schema import CLIP_SCHEMA, DECODED_SCHEMA, OUTPUT_SCHEMA
 from speech_emotion.stages import DecodeStage, ModelPlan, ModelStage
 
@@ -58,6 +58,11 @@ def model_stage(tiny_models, *, needs_whisper: bool = True, mode: str = "concat"
     return ModelStage(config, ModelPlan(run_id="test-run", needs_whisper=needs_whisper))
 
 
+def whisper_spec(tiny_models) -> WhisperFeatureSpec:
+    config = (tiny_models.whisper / "preprocessor_config.json").read_bytes()
+    return WhisperFeatureSpec.from_config(config, str(tiny_models.whisper))
+
+
 def features(tiny_models, mode: str = "concat") -> FeatureSpec:
     folder = tiny_models.emotion[mode]
     return FeatureSpec.from_config((folder / "preprocessor_config.json").read_bytes(), str(folder))
@@ -71,9 +76,9 @@ class CountingTranscriber:
         self.calls: list[int] = []
         self.languages = inner.languages
 
-    def transcribe(self, waveforms, languages):
+    def transcribe(self, waveforms, languages, *, features=None):
         self.calls.append(len(waveforms))
-        return self.inner.transcribe(waveforms, languages)
+        return self.inner.transcribe(waveforms, languages, features=features)
 
 
 def test_decode_keeps_rows_in_order_and_marks_failures(tmp_path):
@@ -169,6 +174,24 @@ def test_decode_computes_the_emotion_features_and_keeps_audio_only_for_whisper(
     assert [len(w) for w in without["waveform"].to_pylist()] == [0, 0, 0]
 
 
+def test_decode_gives_whisper_its_features_for_clips_that_fit_its_window(tiny_models, tmp_path):
+    table = clips_table(
+        tmp_path,
+        [("given", 0.6, "hello", None), ("heard", 0.8, None, None), ("long", 30.5, None, None)],
+    )
+    whisper = whisper_spec(tiny_models)
+    stage = DecodeStage(
+        DecodeConfig(), features=features(tiny_models), whisper=True, whisper_features=whisper
+    )
+    out = decode(stage, table)
+    # 80 frames of 10 ms (the extractor's last, from its own padding, dropped).
+    assert out["whisper_feature_frames"].to_pylist() == [None, 80, None]
+    mels = [len(m) for m in out["whisper_features"].to_pylist()]
+    assert mels == [0, whisper.feature_size * 80, 0]
+    # Past the 30 s window Whisper decodes from the samples, window by window.
+    assert [len(w) for w in out["waveform"].to_pylist()] == [0, 0, 30.5 * 16000]
+
+
 def test_a_decode_worker_computes_features_without_importing_torch(tiny_models, tmp_path):
     # torch costs every decode worker about 150 MB and a second of start-up, for nothing.
     table = clips_table(tmp_path, [("a", 0.6, None, None)])
@@ -178,7 +201,7 @@ def test_a_decode_worker_computes_features_without_importing_torch(tiny_models, 
 import sys
 import pyarrow.parquet as pq
 from speech_emotion.config import DecodeConfig
-from speech_emotion.features import FeatureSpec
+from speech_emotion.features import FeatureSpec, WhisperFeatureSpec
 from speech_emotion.stages import DecodeStage
 
 spec = FeatureSpec.from_config(open({str(folder / "preprocessor_config.json")!r}, "rb").read(), "m")
@@ -199,8 +222,12 @@ def test_features_from_decode_give_the_labels_the_waveforms_give(tiny_models, tm
     )
     stage = model_stage(tiny_models)
     from_waves = stage(decode(DecodeStage(DecodeConfig()), table))
-    ahead = DecodeStage(DecodeConfig(), features=features(tiny_models))
-    from_features = stage(decode(ahead, table))
+    ahead = DecodeStage(
+        DecodeConfig(), features=features(tiny_models), whisper_features=whisper_spec(tiny_models)
+    )
+    decoded = decode(ahead, table)
+    assert decoded["waveform"].to_pylist() == [[], [], []]  # features only
+    from_features = stage(decoded)
     for column in ("status", "transcript", "emotion", "scores"):
         assert from_features[column].to_pylist() == from_waves[column].to_pylist()
 
