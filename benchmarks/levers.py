@@ -11,7 +11,9 @@ the same clips through each lever switched off and on:
 4. BERT inputs padded to the batch's longest text, against 512 tokens as the toolkit pads;
 5. the padded-seconds budget per emotion batch, against a fixed 16 clips: peak memory and time,
    each variant in a fresh process;
-6. emotion model precision: fp32 against bf16 (fp16 on CUDA without bf16).
+6. emotion model precision: fp32 against bf16 (fp16 on CUDA without bf16);
+7. the model worker's share of feature work: both models from waveforms (their features computed
+   in the worker, as the toolkit does) against from features the decode workers computed.
 
 Prints a markdown table and writes it into docs/benchmarks.md between the levers markers. Without
 model options it builds tiny random models sized by --hidden and --text-hidden; pass real model
@@ -514,6 +516,77 @@ def lever_precision(models: Models, args: argparse.Namespace, clips: list, texts
     )
 
 
+def features_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Lever 7 in a fresh process whose numpy has one model worker's threads.
+
+    numpy's BLAS (Whisper's log-mel) reads OMP_NUM_THREADS at import, as in a Ray worker; this
+    process's own numpy has every core.
+    """
+    import torch
+
+    from speech_emotion.features import audio_features, whisper_features
+
+    torch.set_num_threads(spec["threads"])
+    models: Models = spec["models"]
+    args = argparse.Namespace(device=spec["device"], threads=spec["threads"])
+    # The batches the job runs on this device (models._model_batch): one clip at a time on CPU.
+    batch = BATCH if spec["device"] == "cuda" else 1
+    whisper = transcriber(models, args, "default", batch)
+    model = classifier(models.emotion, models.mode, models, spec["device"])
+    model.max_batch_clips = batch
+    clips, languages = spec["clips"], [LANGUAGE] * len(spec["clips"])
+    window = whisper.feature_spec
+    mels = [whisper_features(window.extractor, c) for c in clips]
+    features = [audio_features(model.feature_spec, c) for c in clips]
+
+    def from_waveforms():
+        texts = [t.text for t in whisper.transcribe(clips, languages)]
+        return texts, model.classify(clips, texts)
+
+    def from_features():
+        empty = [c[:0] for c in clips]
+        texts = [t.text for t in whisper.transcribe(empty, languages, features=mels)]
+        return texts, model.classify(None, texts, features=features)
+
+    from_waveforms(), from_features()  # warm-up
+    t_before, t_after, out_before, out_after = compare(
+        from_waveforms, from_features, spec["repeats"]
+    )
+    return {"before": t_before, "after": t_after, "outputs": (out_before, out_after)}
+
+
+def lever_features(models: Models, args: argparse.Namespace, clips: list) -> Row:
+    spec = {
+        "models": models,
+        "device": args.device,
+        "threads": args.threads,
+        "clips": clips,
+        "repeats": args.repeats,
+    }
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by the child's numpy
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+            result = child.submit(features_child, spec).result()
+    finally:
+        del os.environ["OMP_NUM_THREADS"]
+    (texts_before, p_before), (texts_after, p_after) = result["outputs"]
+    same = sum(a == b for a, b in zip(texts_before, texts_after, strict=True))
+    audio_s = seconds_of(clips)
+    return Row(
+        "7. features computed before the model worker",
+        "from waveforms (log-mel and fbank in the worker)",
+        "from the decode workers' features",
+        "audio-s/s",
+        audio_s / result["before"],
+        audio_s / result["after"],
+        f"{same}/{len(clips)} transcripts identical; {same_labels(p_before, p_after)}",
+        f"how much faster the model worker (Whisper, then the {models.mode} model) gets when "
+        "Whisper's log-mel and the emotion model's fbank come with the batch instead of being "
+        f"computed between model calls; on {args.device} with {args.threads} thread(s), in a "
+        "process limited to as many BLAS threads, batches as the job makes them there.",
+    )
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -577,7 +650,7 @@ def main() -> None:
         help="lever 5: clip lengths and budget as a fraction of 60-160 s and the default budget; "
         "1 needs tens of GB at 16 clips",
     )
-    parser.add_argument("--levers", default="1,2,3,4,5,6", help="which, comma-separated")
+    parser.add_argument("--levers", default="1,2,3,4,5,6,7", help="which, comma-separated")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     given = [args.emotion_model, args.text_encoder, args.whisper_model]
@@ -602,6 +675,7 @@ def main() -> None:
             "4": lambda: lever_padding(models, args, texts),
             "5": lambda: lever_budget(models, args, texts),
             "6": lambda: lever_precision(models, args, clips, texts),
+            "7": lambda: lever_features(models, args, clips),
         }
         rows: list[Row] = []
         for key, lever in levers.items():
