@@ -11,6 +11,7 @@ audio-seconds per second for:
   split of work the toolkit has);
 - pipeline: the full job, manifest in a local S3 endpoint (moto, loopback) to Parquet out in S3;
 - naive: one file at a time from S3, models kept loaded (what a toolkit user would write);
+- naive-tuned: the same loop with every library on one thread, as nobody does by default;
 - toolkit-style: one file at a time, models reloaded per call, as the toolkit does (small N);
 
 plus peak resident memory of the driver and of each kind of Ray worker, sampled from /proc. Prints
@@ -298,20 +299,19 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready:
     return timed
 
 
-def as_a_worker(config: JobConfig, rows: list[tuple[str, str]], *, ready: bool) -> float:
-    """:func:`run_floor` in a fresh process with the thread limit Ray gives a model worker.
+def in_a_process(threads: int, measure, *args, **kwargs) -> float:
+    """``measure(*args, **kwargs)`` in a fresh process whose BLAS has ``threads`` threads.
 
-    Ray sets ``OMP_NUM_THREADS`` to an actor's CPUs. Without it, numpy's OpenBLAS (Whisper's
-    log-mel) runs a thread on every core: measured, the floor then used 7.0 CPU-s in 3.6 s of
-    wall time, a second core the model worker does not have, and lost half its speed whenever
-    anything else ran on that core.
+    Ray sets ``OMP_NUM_THREADS`` to an actor's CPUs, and numpy's OpenBLAS reads it at import.
+    Without it, OpenBLAS (Whisper's log-mel) runs a thread on every core: measured, the floor
+    then used 7.0 CPU-s in 3.6 s of wall time, a second core the model worker does not have,
+    and lost half its speed whenever anything else ran on that core.
     """
-    threads = str(max(1, int(config.resources.cpus_per_gpu_worker)))
     before = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = threads  # read when the child imports numpy
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read when the child imports numpy
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-            return child.submit(run_floor, config, rows, features_ready=ready).result()
+            return child.submit(measure, *args, **kwargs).result()
     finally:
         if before is None:
             del os.environ["OMP_NUM_THREADS"]
@@ -349,6 +349,32 @@ def run_one_at_a_time(config: JobConfig, rows: list[tuple[str, str]], reload: bo
         if needs_text:
             text = text or predictor.transcriber.transcribe([waveform], [language])[0].text
         predictor.classifier.classify([waveform], [text] if needs_text else None)
+    return time.perf_counter() - started
+
+
+def run_tuned_loop(config: JobConfig, rows: list[tuple[str, str]]) -> float:
+    """The one-file loop tuned by hand: every library on one thread (torch, CTranslate2 and,
+    through :func:`in_a_process`, BLAS), so that their thread pools do not fight over the cores
+    as they do with default threads."""
+    import torch
+
+    from speech_emotion.audio import decode_audio
+    from speech_emotion.models import load_classifier, load_transcriber, resolve_device
+    from speech_emotion.stages import read_bytes
+
+    torch.set_num_threads(1)
+    device = resolve_device(config.models)
+    classifier, _, _ = load_classifier(config.models, device, batch_size=1)
+    needs_text = config.models.needs_text
+    if needs_text:
+        transcriber, _ = load_transcriber(config.models, device, batch_size=1, cpu_threads=1)
+    language = config.models.language
+    started = time.perf_counter()
+    for uri, text in rows:
+        waveform = decode_audio(read_bytes(uri)).waveform
+        if needs_text:
+            text = text or transcriber.transcribe([waveform], [language])[0].text
+        classifier.classify([waveform], [text] if needs_text else None)
     return time.perf_counter() - started
 
 
@@ -410,6 +436,7 @@ def report(
         "computed in the loop",
         "pipeline": "pipeline: S3 manifest to Parquet in S3, actor start-up and loading included",
         "naive": "naive: one file at a time from S3, models kept loaded",
+        "naive-tuned": "naive, tuned: the same loop with every library on one thread",
         "toolkit": "toolkit-style: one file at a time, models reloaded per call",
     }
     for name, label in labels.items():
@@ -418,7 +445,7 @@ def report(
             lines.append(f"| {label} | {clips} | {seconds:.1f} | {rates[name]:.1f} |")
     ratios = [
         f"pipeline / {other} **{rates['pipeline'] / rates[other]:.2f}**"
-        for other in ("floor", "floor-audio", "naive", "toolkit")
+        for other in ("floor", "floor-audio", "naive", "naive-tuned", "toolkit")
         if "pipeline" in rates and other in rates
     ]
     if ratios:
@@ -440,7 +467,7 @@ def main() -> None:
     parser.add_argument(
         "--naive-clips",
         type=int,
-        help="time the naive loop on the first N clips (default: all); rates are per audio-second",
+        help="time the naive loops on the first N clips (default: all); rates are per audio-second",
     )
     parser.add_argument("--toolkit-clips", type=int, default=10)
     parser.add_argument("--min-s", type=float, default=1.0)
@@ -457,7 +484,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--runs",
-        default="floor,floor-audio,pipeline,naive,toolkit",
+        default="floor,floor-audio,pipeline,naive,naive-tuned,toolkit",
         help="which measurements, comma-separated (scale runs: --runs pipeline)",
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -508,10 +535,20 @@ def main() -> None:
                 ray.init(include_dashboard=False, log_to_driver=False)
                 timed("pipeline", len(rows), lambda _: run_pipeline(config))
                 ray.shutdown()
+        threads = max(1, int(config.resources.cpus_per_gpu_worker))
         for name, ready in (("floor", True), ("floor-audio", False)):
-            timed(name, len(rows), lambda some, r=ready: as_a_worker(config, some, ready=r))
+            timed(
+                name,
+                len(rows),
+                lambda some, r=ready: in_a_process(
+                    threads, run_floor, config, some, features_ready=r
+                ),
+            )
         naive_clips = min(args.naive_clips or len(rows), len(rows))
         timed("naive", naive_clips, lambda some: run_one_at_a_time(config, some, reload=False))
+        timed(
+            "naive-tuned", naive_clips, lambda some: in_a_process(1, run_tuned_loop, config, some)
+        )
         timed(
             "toolkit", args.toolkit_clips, lambda some: run_one_at_a_time(config, some, reload=True)
         )
