@@ -163,7 +163,9 @@ class ProcessSampler:
 
     Memory is reported two ways: resident (VmRSS) and private (RssAnon). A Ray worker's RSS also
     counts the pages of the shared object store it has mapped (RssShmem), which Ray bounds on its
-    own; private memory is what grows if a process leaks.
+    own; private memory is what grows if a process leaks. Besides CPU time, the time its threads
+    were ready to run but waited for a core (the kernel's schedstat): where the model worker
+    waits, the machine has more work than cores.
     """
 
     # Most specific first: every worker's title starts with "ray::".
@@ -178,7 +180,7 @@ class ProcessSampler:
         self.s3_pid = s3_pid
         self.rss: dict[str, float] = defaultdict(float)
         self.private: dict[str, float] = defaultdict(float)
-        self._cpu_by_pid: dict[int, tuple[str, float]] = {}
+        self._cpu_by_pid: dict[int, tuple[str, float, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
 
@@ -190,27 +192,31 @@ class ProcessSampler:
         self._stop.set()
         self._thread.join()
 
-    def cpu_seconds(self) -> dict[str, float]:
-        """CPU time (user + system) each kind used while sampled, summed over its processes."""
-        totals: dict[str, float] = defaultdict(float)
-        for kind, seconds in self._cpu_by_pid.values():
-            totals[kind] += seconds
-        return dict(totals)
+    def cpu_seconds(self) -> dict[str, tuple[float, float]]:
+        """CPU time (user + system) each kind used while sampled, and the time its threads
+        waited for a core, each summed over its processes."""
+        totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for kind, cpu, waited in self._cpu_by_pid.values():
+            totals[kind][0] += cpu
+            totals[kind][1] += waited
+        return {kind: (cpu, waited) for kind, (cpu, waited) in totals.items()}
 
     def _run(self, interval_s: float) -> None:
-        baseline = {}  # CPU already used before sampling began (the driver, the S3 server)
+        # CPU and waiting before sampling began (the driver, the S3 server).
+        baseline: dict[int, tuple[float, float]] = {}
         while not self._stop.wait(interval_s):
             for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
                 kind = self._kind(pid)
                 if not kind:
                     continue
-                rss, private, cpu = _usage(pid)
+                rss, private, cpu, waited = _usage(pid)
                 if rss == 0.0:
                     continue
-                baseline.setdefault(pid, cpu if kind in ("driver", "S3 server") else 0.0)
+                earlier = kind in ("driver", "S3 server")
+                cpu0, waited0 = baseline.setdefault(pid, (cpu, waited) if earlier else (0.0, 0.0))
                 self.rss[kind] = max(self.rss[kind], rss)
                 self.private[kind] = max(self.private[kind], private)
-                self._cpu_by_pid[pid] = (kind, cpu - baseline[pid])
+                self._cpu_by_pid[pid] = (kind, cpu - cpu0, waited - waited0)
 
     def _kind(self, pid: int) -> str | None:
         if pid == os.getpid():
@@ -232,18 +238,25 @@ class ProcessSampler:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _usage(pid: int) -> tuple[float, float, float]:
-    """(resident MB, private MB, CPU seconds) of a process; zeros if it is gone."""
+def _usage(pid: int) -> tuple[float, float, float, float]:
+    """(resident MB, private MB, CPU seconds, seconds waiting for a core) of a process; zeros
+    if it is gone."""
     try:
         with open(f"/proc/{pid}/status") as f:
             fields = dict(line.split(":", 1) for line in f)
         with open(f"/proc/{pid}/stat") as f:
             # Fields after the parenthesised name; utime and stime are the 14th and 15th overall.
             stat = f.read().rsplit(")", 1)[1].split()
-    except (OSError, ValueError):
-        return 0.0, 0.0, 0.0
+        waited_ns = 0
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            # Time on a core, time runnable but waiting in the run queue, slices (ns).
+            with open(f"/proc/{pid}/task/{thread}/schedstat") as f:
+                waited_ns += int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0, 0.0, 0.0, 0.0
     mb = {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "RssAnon")}
-    return mb["VmRSS"], mb["RssAnon"], (int(stat[11]) + int(stat[12])) / _TICKS
+    cpu = (int(stat[11]) + int(stat[12])) / _TICKS
+    return mb["VmRSS"], mb["RssAnon"], cpu, waited_ns / 1e9
 
 
 # -- the measurements -------------------------------------------------------------------------
@@ -394,13 +407,14 @@ def process_table(processes: ProcessSampler, wall_s: float) -> list[str]:
         f"During the pipeline ({wall_s:.1f} s wall, so {wall_s * os.cpu_count():.0f} CPU-s "
         "available), by process, sampled every 0.2 s:",
         "",
-        "| process | peak RSS MB | peak private MB | CPU s |",
-        "|---|---|---|---|",
+        "| process | peak RSS MB | peak private MB | CPU s | waited for a core s |",
+        "|---|---|---|---|---|",
     ]
-    for kind in sorted(processes.rss, key=lambda k: -cpu.get(k, 0.0)):
+    for kind in sorted(processes.rss, key=lambda k: -cpu.get(k, (0.0, 0.0))[0]):
+        used, waited = cpu.get(kind, (0.0, 0.0))
         lines.append(
             f"| {kind} | {processes.rss[kind]:.0f} | {processes.private[kind]:.0f} "
-            f"| {cpu.get(kind, 0.0):.1f} |"
+            f"| {used:.1f} | {waited:.1f} |"
         )
     return lines
 
