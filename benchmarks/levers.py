@@ -291,11 +291,15 @@ def lever_compute_type(models: Models, args: argparse.Namespace, clips: list) ->
 def lever_sorting(models: Models, args: argparse.Namespace, clips: list, texts: list) -> Row:
     import torch
 
+    from speech_emotion.features import audio_features
+
     # No frame budget: with it the sorted side would also split batches, which is lever 5.
     model = classifier(
         models.emotion_audio, models.audio_mode, models, args.device, max_batch_padded_s=np.inf
     )
     needs_text = model.needs_text
+    # Features as the decode stage sends them, so that both sides time the model alone.
+    features = [audio_features(model.feature_spec, clip) for clip in clips]
 
     def input_order() -> np.ndarray:
         # The unsorted baseline of the same forward pass: _logits is exactly what classify runs
@@ -303,12 +307,12 @@ def lever_sorting(models: Models, args: argparse.Namespace, clips: list, texts: 
         probabilities = []
         for start in range(0, len(clips), BATCH):
             chunk_texts = texts[start : start + BATCH] if needs_text else None
-            logits = model._logits(clips[start : start + BATCH], chunk_texts)
+            logits = model._logits(features[start : start + BATCH], chunk_texts)
             probabilities.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
         return np.concatenate(probabilities)
 
     def by_length() -> np.ndarray:
-        return model.classify(clips, texts if needs_text else None)
+        return model.classify(None, texts if needs_text else None, features=features)
 
     model.classify(clips[:WARM_CLIPS], texts[:WARM_CLIPS] if needs_text else None)
     t_before, t_after, out_before, out_after = compare(input_order, by_length, args.repeats)
