@@ -528,7 +528,7 @@ def features_child(spec: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from speech_emotion.features import audio_features, whisper_features
+    from speech_emotion.features import audio_features
 
     torch.set_num_threads(spec["threads"])
     models: Models = spec["models"]
@@ -539,8 +539,7 @@ def features_child(spec: dict[str, Any]) -> dict[str, Any]:
     model = classifier(models.emotion, models.mode, models, spec["device"])
     model.max_batch_clips = batch
     clips, languages = spec["clips"], [LANGUAGE] * len(spec["clips"])
-    window = whisper.feature_spec
-    mels = [whisper_features(window.extractor, c) for c in clips]
+    mels = [whisper.feature_spec.log_mel(c) for c in clips]
     features = [audio_features(model.feature_spec, c) for c in clips]
 
     def from_waveforms():

@@ -270,7 +270,7 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready:
     Each batch is read and decoded just before its model calls, outside the timed part, so that
     memory does not grow with the corpus; the figure is the sum of the model calls' time."""
     from speech_emotion.audio import decode_audio
-    from speech_emotion.features import audio_features, whisper_features
+    from speech_emotion.features import audio_features
     from speech_emotion.models import load_classifier, load_transcriber, resolve_device
     from speech_emotion.stages import read_bytes
 
@@ -294,11 +294,7 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready:
         if classifier.needs_audio and features_ready:
             features = [audio_features(classifier.feature_spec, wave) for wave in waves]
         if transcriber is not None and features_ready:
-            spec = transcriber.feature_spec
-            mels = [
-                whisper_features(spec.extractor, w) if len(w) <= spec.max_samples else None
-                for w in waves
-            ]
+            mels = [transcriber.feature_spec.log_mel(wave) for wave in waves]
         started = time.perf_counter()
         texts = None
         if transcriber is not None:

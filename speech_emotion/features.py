@@ -46,8 +46,6 @@ FRAMES_PER_S = 50
 # spectrogram (Kaldi-style fbank): 25 ms windows every 10 ms at 16 kHz, no centring.
 _WINDOW, _HOP, _FFT = 400, 160, 512
 _RATE = FEATURE_EXTRACTOR_KWARGS["sampling_rate"]
-# The preprocessor_config.json keys the features depend on (FeatureSpec's fields).
-_SETTINGS = ("num_mel_bins", "stride", "padding_value")
 _PREEMPHASIS = 0.97
 _MEL_FLOOR = 1.192092955078125e-07
 # fbank frames computed at once, without changing any value: 256 frames of float64 temporaries
@@ -82,26 +80,15 @@ class FeatureSpec:
         A config that is not JSON, or is for another extractor or sampling rate (which these
         features would silently get wrong), is a :class:`ModelLoadError` naming ``model``.
         """
-        try:
-            config = json.loads(preprocessor_config)
-            kind = config.get("feature_extractor_type", "SeamlessM4TFeatureExtractor")
-            rate = config.get("sampling_rate", _RATE)
-            spec = cls(**{name: config[name] for name in _SETTINGS if name in config})
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise ModelLoadError(
-                f"model {model!r}: preprocessor_config.json is unreadable: {exc}"
-            ) from exc
+        config = _read_config(preprocessor_config, model)
+        kind = config.get("feature_extractor_type", "SeamlessM4TFeatureExtractor")
         if kind != "SeamlessM4TFeatureExtractor":
             raise ModelLoadError(
                 f"model {model!r}: preprocessor_config.json names {kind}; "
                 "expected a SeamlessM4TFeatureExtractor (a Wav2Vec2-BERT checkpoint)"
             )
-        if rate != _RATE:
-            raise ModelLoadError(
-                f"model {model!r}: preprocessor_config.json has sampling_rate {rate}; "
-                f"the toolkit's models take {_RATE} Hz"
-            )
-        return spec
+        _check_rate(config.get("sampling_rate", _RATE), model)
+        return cls(**_fields_of(cls, config))
 
     # Made by the same transformers functions, with the same arguments, as the extractor's own
     # constructor; transformers.audio_utils is numpy only.
@@ -127,6 +114,30 @@ class FeatureSpec:
             mel_scale="kaldi",
             triangularize_in_mel_space=True,
         )
+
+
+def _read_config(preprocessor_config: bytes | str, model: str) -> dict:
+    unreadable = f"model {model!r}: preprocessor_config.json is unreadable"
+    try:
+        config = json.loads(preprocessor_config)
+    except ValueError as exc:
+        raise ModelLoadError(f"{unreadable}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{unreadable}: not a JSON object")
+    return config
+
+
+def _check_rate(rate: int, model: str) -> None:
+    if rate != _RATE:
+        raise ModelLoadError(
+            f"model {model!r}: preprocessor_config.json has sampling_rate {rate}; "
+            f"clips are decoded at {_RATE} Hz"
+        )
+
+
+def _fields_of(cls, config: dict) -> dict:
+    """The config's values for the dataclass's fields; other keys are other components'."""
+    return {name: config[name] for name in cls.__dataclass_fields__ if name in config}
 
 
 def audio_features(spec: FeatureSpec, waveform: np.ndarray) -> ClipFeatures:
@@ -220,24 +231,21 @@ class WhisperFeatureSpec:
         """Keeps the keys ``FeatureExtractor`` takes, as faster-whisper does."""
         if preprocessor_config is None:
             return cls()
-        try:
-            config = json.loads(preprocessor_config)
-            spec = cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise ModelLoadError(
-                f"Whisper model {model!r}: preprocessor_config.json is unreadable: {exc}"
-            ) from exc
-        if spec.sampling_rate != _RATE:
-            raise ModelLoadError(
-                f"Whisper model {model!r}: preprocessor_config.json has sampling_rate "
-                f"{spec.sampling_rate}; clips are decoded at {_RATE} Hz"
-            )
+        spec = cls(**_fields_of(cls, _read_config(preprocessor_config, model)))
+        _check_rate(spec.sampling_rate, model)
         return spec
 
     @property
     def max_samples(self) -> int:
         """The longest clip whose features fit one window."""
         return self.chunk_length * self.sampling_rate
+
+    def log_mel(self, waveform: np.ndarray) -> np.ndarray | None:
+        """The clip's :func:`whisper_features`, or None past one window: Whisper then decodes
+        the samples window by window."""
+        if len(waveform) > self.max_samples:
+            return None
+        return whisper_features(self.extractor, waveform)
 
     @cached_property
     def extractor(self):

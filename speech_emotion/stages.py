@@ -26,7 +26,6 @@ from .features import (
     FeatureSpec,
     WhisperFeatureSpec,
     audio_features,
-    whisper_features,
 )
 from .manifest import within_prefixes
 from .schema import (
@@ -204,9 +203,8 @@ class DecodeStage:
             )
         heard = self._whisper and not has_text
         mel = None
-        whisper = self._whisper_features
-        if heard and whisper is not None and len(audio.waveform) <= whisper.max_samples:
-            mel = whisper_features(whisper.extractor, audio.waveform)
+        if heard and self._whisper_features is not None:
+            mel = self._whisper_features.log_mel(audio.waveform)
         return _Decoded(
             audio,
             None,

@@ -15,7 +15,7 @@ from faster_whisper import WhisperModel
 
 from speech_emotion.asr import Transcript, WhisperTranscriber, is_hallucination
 from speech_emotion.errors import ErrorCode, ModelLoadError, RowError
-from speech_emotion.features import WhisperFeatureSpec, whisper_features
+from speech_emotion.features import WhisperFeatureSpec
 from speech_emotion.tiny_models import build_tiny_whisper
 
 SAMPLE_RATE_HZ = 16_000
@@ -101,10 +101,7 @@ def test_log_mel_computed_elsewhere_gives_the_same_transcripts(
     )
     assert spec == transcriber.feature_spec
     # As the decode stage sends them: features for clips that fit the window, samples beyond it.
-    features = [
-        whisper_features(spec.extractor, clip) if len(clip) <= spec.max_samples else None
-        for clip in clips
-    ]
+    features = [spec.log_mel(clip) for clip in clips]
     waveforms = [
         clip if mel is None else clip[:0] for clip, mel in zip(clips, features, strict=True)
     ]
