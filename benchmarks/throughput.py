@@ -49,6 +49,7 @@ from speech_emotion.config import (  # noqa: E402
     JobConfig,
     ManifestConfig,
     ModelConfig,
+    OutputConfig,
     ResourceConfig,
 )
 
@@ -268,17 +269,18 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready:
     does (without, the loop computes them, as the toolkit does).
 
     Each batch is read and decoded just before its model calls, outside the timed part, so that
-    memory does not grow with the corpus; the figure is the sum of the model calls' time."""
+    memory does not grow with the corpus; the figure is the sum of the annotator's time."""
+    import torch
+
+    from speech_emotion.annotator import Annotator, ClipInput
     from speech_emotion.audio import decode_audio
     from speech_emotion.features import audio_features
+    from speech_emotion.fetch import read_bytes
     from speech_emotion.models import load_classifier, load_transcriber, resolve_device
-    from speech_emotion.stages import read_bytes
 
     device = resolve_device(config.models)
     batch = config.resources.batch_size
     threads = max(1, int(config.resources.cpus_per_gpu_worker))
-    import torch
-
     torch.set_num_threads(threads)
     classifier, _, _ = load_classifier(config.models, device, batch_size=batch)
     transcriber = None
@@ -286,24 +288,21 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready:
         transcriber, _ = load_transcriber(
             config.models, device, batch_size=batch, cpu_threads=threads
         )
-    language = config.models.language
+    annotator = Annotator(classifier, transcriber, language=config.models.job_language)
     timed = 0.0
     for start in range(0, len(rows), batch):
-        waves = [decode_audio(read_bytes(uri)).waveform for uri, _ in rows[start : start + batch]]
-        features = mels = None
-        if classifier.needs_audio and features_ready:
-            features = [audio_features(classifier.feature_spec, wave) for wave in waves]
-        if transcriber is not None and features_ready:
-            mels = [transcriber.feature_spec.log_mel(wave) for wave in waves]
+        chunk = rows[start : start + batch]
+        clips = []
+        for uri, text in chunk:
+            wave = decode_audio(read_bytes(uri)).waveform
+            features = mel = None
+            if features_ready and classifier.needs_audio:
+                features = audio_features(classifier.feature_spec, wave)
+            if features_ready and transcriber is not None and not text:
+                mel = transcriber.feature_spec.log_mel(wave)
+            clips.append(ClipInput(wave, text=text or None, features=features, log_mel=mel))
         started = time.perf_counter()
-        texts = None
-        if transcriber is not None:
-            transcripts = transcriber.transcribe(waves, [language] * len(waves), features=mels)
-            texts = [t.text for t in transcripts]
-        if features is None:
-            classifier.classify(waves if classifier.needs_audio else None, texts)
-        else:
-            classifier.classify(None, texts, features=features)
+        annotator.annotate(clips)
         timed += time.perf_counter() - started
     return timed
 
@@ -339,25 +338,18 @@ def run_pipeline(config: JobConfig) -> float:
 
 def run_one_at_a_time(config: JobConfig, rows: list[tuple[str, str]], reload: bool) -> float:
     """The loop a toolkit user writes: read, decode, transcribe, classify, file by file."""
-    from speech_emotion.audio import decode_audio
     from speech_emotion.predict import Predictor
-    from speech_emotion.stages import read_bytes
 
     predictor = Predictor(config.models)
-    needs_text = config.models.needs_text
     if not reload:  # load outside the timed loop
         predictor.classifier  # noqa: B018
-        if needs_text:
+        if config.models.needs_text:
             predictor.transcriber  # noqa: B018
-    language = config.models.language
     started = time.perf_counter()
     for uri, text in rows:
         if reload:
             predictor = Predictor(config.models)
-        waveform = decode_audio(read_bytes(uri)).waveform
-        if needs_text:
-            text = text or predictor.transcriber.transcribe([waveform], [language])[0].text
-        predictor.classifier.classify([waveform], [text] if needs_text else None)
+        predictor.predict(uri, text or None)
     return time.perf_counter() - started
 
 
@@ -367,23 +359,16 @@ def run_tuned_loop(config: JobConfig, rows: list[tuple[str, str]]) -> float:
     as they do with default threads."""
     import torch
 
-    from speech_emotion.audio import decode_audio
-    from speech_emotion.models import load_classifier, load_transcriber, resolve_device
-    from speech_emotion.stages import read_bytes
+    from speech_emotion.predict import Predictor
 
     torch.set_num_threads(1)
-    device = resolve_device(config.models)
-    classifier, _, _ = load_classifier(config.models, device, batch_size=1)
-    needs_text = config.models.needs_text
-    if needs_text:
-        transcriber, _ = load_transcriber(config.models, device, batch_size=1, cpu_threads=1)
-    language = config.models.language
+    predictor = Predictor(config.models, cpu_threads=1)
+    predictor.classifier  # noqa: B018
+    if config.models.needs_text:
+        predictor.transcriber  # noqa: B018
     started = time.perf_counter()
     for uri, text in rows:
-        waveform = decode_audio(read_bytes(uri)).waveform
-        if needs_text:
-            text = text or transcriber.transcribe([waveform], [language])[0].text
-        classifier.classify([waveform], [text] if needs_text else None)
+        predictor.predict(uri, text or None)
     return time.perf_counter() - started
 
 
@@ -520,7 +505,7 @@ def main() -> None:
         manifest = "s3://bench/corpus/manifest.jsonl"
         config = JobConfig(
             manifest=ManifestConfig(uri=manifest),
-            output="s3://bench/labels",
+            output=OutputConfig(uri="s3://bench/labels"),
             models=ModelConfig(mode=args.mode, **models),
             resources=ResourceConfig(
                 batch_size=args.batch_size,

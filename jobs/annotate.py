@@ -16,7 +16,7 @@ from pathlib import Path
 # not the project root, so add it. An image with the package installed works the same way.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from speech_emotion.cli import main  # noqa: E402
+from speech_emotion.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["annotate", *sys.argv[1:]]))

@@ -88,9 +88,12 @@ def is_hallucination(
 class _Scored(Protocol):
     """Anything scored like a decoded window: ours, or a faster-whisper Segment."""
 
-    no_speech_prob: float
-    avg_logprob: float
-    compression_ratio: float
+    @property
+    def no_speech_prob(self) -> float: ...
+    @property
+    def avg_logprob(self) -> float: ...
+    @property
+    def compression_ratio(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -179,10 +182,7 @@ class WhisperTranscriber:
         extract = self._model.feature_extractor
         for start in range(0, len(short), self.batch_size):
             batch = short[start : start + self.batch_size]
-            mels = [
-                features[i] if features[i] is not None else whisper_features(extract, waveforms[i])
-                for i in batch
-            ]
+            mels = [_log_mel(features[i], waveforms[i], extract) for i in batch]
             transcripts = self._transcribe_short(mels, [languages[i] for i in batch])
             results.update(zip(batch, transcripts, strict=True))
         for i, wave in enumerate(waveforms):
@@ -364,6 +364,10 @@ class _WindowRecordingWhisperModel(WhisperModel):
                 )
             )
         return decoded
+
+
+def _log_mel(computed: np.ndarray | None, waveform: np.ndarray, extractor) -> np.ndarray:
+    return computed if computed is not None else whisper_features(extractor, waveform)
 
 
 def _window(

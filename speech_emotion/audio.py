@@ -300,7 +300,7 @@ def _as_packed_float(frames: Iterable[av.AudioFrame]) -> Iterator[av.AudioFrame]
     setup: tuple[str, str, int] | None = None
     for frame in frames:
         frame_setup = (frame.format.name, frame.layout.name, frame.sample_rate)
-        if frame_setup != setup:
+        if frame_setup != setup or resampler is None:
             if resampler is not None:
                 yield from resampler.resample(None)
             resampler, setup = av.AudioResampler(format="flt"), frame_setup

@@ -1,49 +1,51 @@
 """``speech-emotion``: the command line, and the one place a :class:`JobConfig` is built.
 
 Known failures (bad manifest, bad setting, unreachable model) print one clear line and exit 2;
-a traceback means a bug.
+a traceback means a bug. Defaults come from the configuration dataclasses, never from here.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 
 from .config import (
     MODES,
-    ConfigError,
     DecodeConfig,
     JobConfig,
     ManifestConfig,
     ModelConfig,
+    OutputConfig,
     ResourceConfig,
 )
-from .errors import ManifestError, ModelLoadError
+from .errors import known_failure
 
 __all__ = ["main", "build_parser", "job_config_from_args"]
 
-_KNOWN_FAILURES = (ConfigError, ManifestError, ModelLoadError)
+
+def _option(parser: argparse.ArgumentParser, flag: str, config: type, **kwargs) -> None:
+    """An option whose default is that of the configuration field of the same name, so the
+    command line and the library agree."""
+    name = flag.removeprefix("--").replace("-", "_")
+    [field] = [f for f in dataclasses.fields(config) if f.name == name]
+    parser.add_argument(flag, default=field.default, **kwargs)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--mode", choices=MODES, default="concat", help="fusion mode (default concat)"
-    )
-    parser.add_argument(
-        "--language", default="en", help="en, es, ... or auto to detect (default en)"
-    )
+    _option(parser, "--mode", ModelConfig, choices=MODES, help="fusion mode (default %(default)s)")
+    _option(parser, "--language", ModelConfig, help="en, es, ... or auto to detect")
     parser.add_argument("--emotion-model", help="hub id, folder or s3:// URI of the checkpoint")
     parser.add_argument("--text-encoder", help="text encoder for fusion modes (default: BERT)")
-    parser.add_argument("--whisper-model", default="large-v3-turbo", help="faster-whisper model")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
-    parser.add_argument("--whisper-compute-type", default="auto", help="CTranslate2 compute type")
-    parser.add_argument("--beam-size", type=int, default=5, help="Whisper beam size")
+    _option(parser, "--whisper-model", ModelConfig, help="faster-whisper model")
+    _option(parser, "--device", ModelConfig, choices=("auto", "cpu", "cuda"))
+    _option(parser, "--precision", ModelConfig, choices=("auto", "fp32", "fp16", "bf16"))
+    _option(parser, "--whisper-compute-type", ModelConfig, help="CTranslate2 compute type")
+    _option(parser, "--beam-size", ModelConfig, type=int, help="Whisper beam size")
     parser.add_argument("--model-cache-dir", help="local cache for models from object storage")
 
 
@@ -58,32 +60,36 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("manifest", help="manifest file or folder (any fsspec URI)")
     annotate.add_argument("output", help="output Parquet dataset folder (any fsspec URI)")
     for column in ("audio", "id", "text", "language"):
-        annotate.add_argument(
-            f"--{column}-column", default=column, help=f"manifest column for {column}"
-        )
+        _option(annotate, f"--{column}-column", ManifestConfig, help=f"manifest column: {column}")
     _add_model_options(annotate)
-    annotate.add_argument("--batch-size", type=int, default=16, help="clips per model batch")
-    annotate.add_argument(
-        "--decode-batch-size", type=int, default=16, help="clips per decode batch"
+    _option(annotate, "--batch-size", ResourceConfig, type=int, help="clips per model batch")
+    _option(
+        annotate, "--decode-batch-size", ResourceConfig, type=int, help="clips per decode batch"
     )
-    annotate.add_argument(
+    _option(
+        annotate,
         "--cpu-workers",
+        ResourceConfig,
         type=_workers,
-        default=None,
         help="max decode actors (default auto: as many as the cluster has CPUs for)",
     )
-    annotate.add_argument(
+    _option(
+        annotate,
         "--gpu-workers",
+        ResourceConfig,
         type=_workers,
-        default=None,
         help="max model actors (default auto: one per GPU, growing with an autoscaling cluster)",
     )
-    annotate.add_argument(
-        "--num-gpus-per-worker", type=float, default=1.0, help="GPUs per model actor (0: CPU only)"
+    _option(
+        annotate,
+        "--num-gpus-per-worker",
+        ResourceConfig,
+        type=float,
+        help="GPUs per model actor (0: CPU only)",
     )
-    annotate.add_argument("--cpus-per-gpu-worker", type=float, default=1.0)
-    annotate.add_argument("--min-duration-s", type=float, default=0.1)
-    annotate.add_argument("--max-duration-s", type=float, default=1800.0)
+    _option(annotate, "--cpus-per-gpu-worker", ResourceConfig, type=float)
+    _option(annotate, "--min-duration-s", DecodeConfig, type=float)
+    _option(annotate, "--max-duration-s", DecodeConfig, type=float)
     annotate.add_argument(
         "--ray-address",
         help="Ray cluster to join (default: the job's cluster under `ray job submit`, else a "
@@ -94,8 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="name of this run (default: resume the run that did not finish, else a new "
         "time-based id)",
     )
-    annotate.add_argument(
-        "--max-attempts", type=int, default=3, help="give up on a row after this many failures"
+    _option(
+        annotate,
+        "--max-attempts",
+        JobConfig,
+        type=int,
+        help="give up on a recording after this many failures",
     )
     annotate.add_argument(
         "--allowed-prefix",
@@ -128,7 +138,7 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
             text_column=args.text_column,
             language_column=args.language_column,
         ),
-        output=args.output,
+        output=OutputConfig(uri=args.output),
         decode=DecodeConfig(
             min_duration_s=args.min_duration_s,
             max_duration_s=args.max_duration_s,
@@ -175,21 +185,20 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from .output import OutputStore
+    from .output import open_output
 
-    store = OutputStore(args.output)
+    output = open_output(args.output)
     print(
         f"{'run_id':<26} {'run_date':<10} {'rows':>8} {'ok':>8} {'error':>7} "
         f"{'skipped':>8} {'audio_h':>8} {'wall_s':>8}"
     )
-    for r in store.records():
-        skipped = r["skipped_done"] + r["skipped_exhausted"]
+    for r in output.publisher.runs():
+        skipped = r.skipped_done + r.skipped_exhausted
         print(
-            f"{r['run_id']:<26} {r['run_date']:<10} {r['rows']:>8} {r['ok']:>8} "
-            f"{r['rows'] - r['ok']:>7} {skipped:>8} {r['audio_s'] / 3600:>8.3f} "
-            f"{r['wall_s']:>8.1f}"
+            f"{r.run_id:<26} {r.run_date:<10} {r.rows:>8} {r.ok:>8} "
+            f"{r.rows - r.ok:>7} {skipped:>8} {r.audio_s / 3600:>8.3f} {r.wall_s:>8.1f}"
         )
-    for run_id in store.uncommitted_runs():
+    for run_id in output.ledger.uncommitted():
         print(f"{run_id:<26} (not committed: running, or crashed; re-run the job to resume it)")
     return 0
 
@@ -202,28 +211,6 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-# Ray keeps only the text of an actor's __init__ error (e.g. a checkpoint that does not fit the
-# mode, found on the GPU node), so a known failure is also recognised by name in that text.
-_KNOWN_IN_TEXT = re.compile(
-    r"speech_emotion\.(?:errors|config)\.(?:ConfigError|ManifestError|ModelLoadError): (.+)"
-)
-
-
-def _known_failure(exc: BaseException) -> str | None:
-    """The message of a known failure, however deeply Ray wrapped it on its way to the driver."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, _KNOWN_FAILURES):
-            return str(current)
-        found = _KNOWN_IN_TEXT.findall(str(current))
-        if found:
-            return found[-1]
-        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -234,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except Exception as exc:
-        known = _known_failure(exc)
+        known = known_failure(exc)
         if known is None:
             raise
         print(f"speech-emotion: error: {known}", file=sys.stderr)

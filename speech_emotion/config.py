@@ -11,6 +11,8 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass, field
 
+from .errors import ConfigError
+
 __all__ = [
     "MODES",
     "FUSION_MODES",
@@ -20,11 +22,11 @@ __all__ = [
     "DEFAULT_TEXT_ENCODERS",
     "DEFAULT_WHISPER_MODEL",
     "ManifestConfig",
+    "OutputConfig",
     "DecodeConfig",
     "ModelConfig",
     "ResourceConfig",
     "JobConfig",
-    "ConfigError",
     "require",
     "new_run_id",
 ]
@@ -63,10 +65,6 @@ DEFAULT_WHISPER_MODEL = "large-v3-turbo"
 MODEL_MIN_DURATION_S = 0.035
 
 
-class ConfigError(ValueError):
-    """A setting is invalid; the message names the setting and the bad value."""
-
-
 def require(ok: bool, name: str, value: object, expected: str) -> None:
     """Raises ConfigError naming the setting and the bad value unless ``ok``."""
     if not ok:
@@ -87,6 +85,28 @@ class ManifestConfig:
     """Optional column with a transcript; non-empty values skip Whisper."""
     language_column: str = "language"
     """Optional column with a per-row language code."""
+
+
+OUTPUT_FORMATS = ("parquet",)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where the annotated rows go and in which format."""
+
+    uri: str
+    """Output dataset: a folder/prefix at any fsspec URI."""
+    format: str = "parquet"
+    """Table format of the committed rows (today: parquet files plus commit records)."""
+
+    def __post_init__(self) -> None:
+        require(bool(self.uri), "output", self.uri, "a folder or URI")
+        require(
+            self.format in OUTPUT_FORMATS,
+            "format",
+            self.format,
+            f"one of {', '.join(OUTPUT_FORMATS)}",
+        )
 
 
 @dataclass(frozen=True)
@@ -161,6 +181,11 @@ class ModelConfig:
         return "es" if self.language == "es" else "en"
 
     @property
+    def job_language(self) -> str | None:
+        """The language forced on clips that do not name one; None to detect it."""
+        return None if self.language == "auto" else self.language
+
+    @property
     def emotion_model_source(self) -> str:
         return self.emotion_model or DEFAULT_EMOTION_MODELS[self.model_language][self.mode]
 
@@ -224,8 +249,7 @@ class JobConfig:
     """Everything one annotation run needs."""
 
     manifest: ManifestConfig
-    output: str
-    """Output Parquet dataset: a folder/prefix at any fsspec URI."""
+    output: OutputConfig
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
     resources: ResourceConfig = field(default_factory=ResourceConfig)

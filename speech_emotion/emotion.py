@@ -11,6 +11,7 @@ import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -42,7 +43,18 @@ _SAFE_LOADING = {"use_safetensors": True, "trust_remote_code": False}
 _OPTIONAL_KEYS = frozenset({"wav2vec2_bert.masked_spec_embed"})
 
 
-def relative_key_bias(module: nn.Module, query: torch.Tensor, key: torch.Tensor):
+class _RelativeKeyAttention(Protocol):
+    """The attributes of transformers' Wav2Vec2-BERT self-attention that the bias reads."""
+
+    left_max_position_embeddings: int
+    right_max_position_embeddings: int
+    distance_embedding: nn.Embedding
+    scaling: float
+
+
+def relative_key_bias(
+    module: _RelativeKeyAttention, query: torch.Tensor, key: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Wav2Vec2-BERT's relative-key attention bias, without a [frames, frames, head] tensor.
 
     transformers looks up one embedding per (query, key) pair and contracts it with the query:
@@ -162,7 +174,7 @@ class FusionEmotionModel(nn.Module):
             hidden = outputs.last_hidden_state
         hidden = self.projector(hidden)
         mask = self.wav2vec2_bert._get_feature_vector_attention_mask(
-            hidden.shape[1], attention_mask
+            hidden.shape[1], cast(torch.LongTensor, attention_mask)
         )
         hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
         return hidden.sum(dim=1) / mask.sum(dim=1, keepdim=True).to(hidden.dtype)
@@ -446,29 +458,33 @@ class EmotionClassifier:
         """
         if self.needs_audio and features is None and waveforms is not None:
             features = [audio_features(self.feature_spec, wave) for wave in waveforms]
-        count = len(features) if features is not None else len(texts or ())
-        if self.needs_audio and (features is None or len(features) != count):
+        audio = list(features) if self.needs_audio and features is not None else None
+        text = list(texts) if self.needs_text and texts is not None else None
+        count = len(audio) if audio is not None else len(text or ())
+        if self.needs_audio and (audio is None or len(audio) != count):
             raise ValueError(f"mode {self.mode!r} needs one waveform per clip")
-        if self.needs_text and (texts is None or len(texts) != count):
+        if self.needs_text and (text is None or len(text) != count):
             raise ValueError(f"mode {self.mode!r} needs one text per clip")
         if count == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        sizes = [len(f) for f, _ in features] if self.needs_audio else [len(t) for t in texts]
-        budget = self.max_batch_padded_s * FRAMES_PER_S if self.needs_audio else None
+        sizes = [len(f) for f, _ in audio] if audio is not None else [len(t) for t in text or ()]
+        budget = self.max_batch_padded_s * FRAMES_PER_S if audio is not None else None
         probabilities = np.empty((count, len(self.labels)), dtype=np.float32)
         for index in micro_batches(sizes, self.max_batch_clips, budget):
-            batch_features = [features[i] for i in index] if self.needs_audio else None
-            batch_texts = [texts[i] for i in index] if self.needs_text else None
-            logits = self._logits(batch_features, batch_texts)
+            logits = self._logits(
+                [audio[i] for i in index] if audio is not None else None,
+                [text[i] for i in index] if text is not None else None,
+            )
             probabilities[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return probabilities
 
     @torch.inference_mode()
     def _logits(self, features: list[ClipFeatures] | None, texts: list[str] | None) -> torch.Tensor:
+        # classify() checked that the mode's inputs are there.
         if self._text_only is not None:
-            return self._text_only.logits(texts)
-        input_features, attention_mask = stack_features(features, self.feature_spec.padding_value)
-        input_features = torch.from_numpy(input_features).to(self.device, self.dtype)
-        attention_mask = torch.from_numpy(attention_mask).to(self.device)
-        text_vectors = self._text_encoder.encode(texts) if self._text_encoder else None
+            return self._text_only.logits(texts or [])
+        stacked, mask = stack_features(features or [], self.feature_spec.padding_value)
+        input_features = torch.from_numpy(stacked).to(self.device, self.dtype)
+        attention_mask = torch.from_numpy(mask).to(self.device)
+        text_vectors = self._text_encoder.encode(texts or []) if self._text_encoder else None
         return self.model(input_features, attention_mask, text_vectors)

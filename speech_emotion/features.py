@@ -31,8 +31,9 @@ __all__ = [
 
 # Exactly the toolkit's call. max_length counts 10 ms fbank frames: clips are cut at 160 s, after
 # the per-bin normalisation over the whole clip.
+_RATE = 16000
 FEATURE_EXTRACTOR_KWARGS = {
-    "sampling_rate": 16000,
+    "sampling_rate": _RATE,
     "max_length": 16000,
     "truncation": True,
     "padding": True,
@@ -45,7 +46,6 @@ FRAMES_PER_S = 50
 # The arguments SeamlessM4TFeatureExtractor._extract_fbank_features passes to transformers'
 # spectrogram (Kaldi-style fbank): 25 ms windows every 10 ms at 16 kHz, no centring.
 _WINDOW, _HOP, _FFT = 400, 160, 512
-_RATE = FEATURE_EXTRACTOR_KWARGS["sampling_rate"]
 _PREEMPHASIS = 0.97
 _MEL_FLOOR = 1.192092955078125e-07
 # fbank frames computed at once, without changing any value: 256 frames of float64 temporaries

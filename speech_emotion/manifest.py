@@ -1,32 +1,69 @@
 """Reading and validating manifests, on the driver, before any model is loaded.
 
-A manifest is a JSONL, CSV or Parquet file, or a folder/prefix of them, at any fsspec URI. Whatever
-it calls its columns, it comes out as a table in :data:`schema.CLIP_SCHEMA`: ids unique, audio URIs
-absolute, empty transcripts and languages null.
+A manifest is a file, or a folder/prefix of them, at any fsspec URI, in one of the formats a
+:func:`reader` is registered for (JSONL, CSV, Parquet). Whatever it calls its columns, it comes out
+as a table in :data:`schema.RECORDING_SCHEMA`: ids unique, audio URIs absolute, empty transcripts
+and languages null. Readers only parse; every check on what they read lives here, once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections.abc import Callable
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import ManifestConfig
 from .errors import ManifestError
-from .schema import CLIP_SCHEMA
+from .schema import RECORDING_SCHEMA
 
-__all__ = ["read_manifest", "derive_id", "default_allowed_prefix", "within_prefixes", "FORMATS"]
+__all__ = ["read_manifest", "derive_id", "reader", "READERS", "SUFFIXES"]
 
-FORMATS = {
-    ".jsonl": "json",
-    ".ndjson": "json",
-    ".json": "json",
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+Reader = Callable[[IO[bytes], ManifestConfig], pa.Table]
+READERS: dict[str, Reader] = {}
+"""Format name -> function reading one open manifest file into a table of its columns."""
+SUFFIXES: dict[str, str] = {}
+"""File suffix -> format name."""
+
+
+def reader(name: str, *suffixes: str) -> Callable[[Reader], Reader]:
+    """Registers a manifest reader for files ending in ``suffixes``."""
+
+    def register(read: Reader) -> Reader:
+        READERS[name] = read
+        SUFFIXES.update(dict.fromkeys(suffixes, name))
+        return read
+
+    return register
+
+
+@reader("json", ".jsonl", ".ndjson", ".json")
+def _read_json(f: IO[bytes], config: ManifestConfig) -> pa.Table:
+    import pyarrow.json as pajson
+
+    return pajson.read_json(f)
+
+
+@reader("csv", ".csv")
+def _read_csv(f: IO[bytes], config: ManifestConfig) -> pa.Table:
+    import pyarrow.csv as pacsv
+
+    # Read named columns as strings: ids like "007" must not become integers.
+    names = [config.audio_column, config.id_column, config.text_column, config.language_column]
+    options = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in names}, strings_can_be_null=True
+    )
+    return pacsv.read_csv(f, convert_options=options)
+
+
+@reader("parquet", ".parquet", ".pq")
+def _read_parquet(f: IO[bytes], config: ManifestConfig) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(f)
 
 
 def derive_id(audio_uri: str) -> str:
@@ -34,78 +71,34 @@ def derive_id(audio_uri: str) -> str:
     return hashlib.sha1(audio_uri.encode()).hexdigest()[:16]
 
 
-def _normalise_uri(uri: str) -> str:
-    if "://" in uri:
-        scheme, path = uri.split("://", 1)
-        return f"{scheme}://{posixpath.normpath(path) if path else ''}"
-    return posixpath.normpath(posixpath.abspath(uri))
-
-
-def default_allowed_prefix(manifest_uri: str) -> str:
-    """The manifest's own bucket (object storage) or folder (a filesystem)."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(manifest_uri)
-    if "://" in manifest_uri and not manifest_uri.startswith("file://"):
-        return manifest_uri.split("://", 1)[0] + "://" + path.split("/", 1)[0] + "/"
-    folder = path if fs.isdir(path) else posixpath.dirname(path)
-    return _normalise_uri(folder) + "/"
-
-
-def within_prefixes(uri: str, prefixes: tuple[str, ...]) -> bool:
-    """Whether ``uri`` lies under one of ``prefixes``, after resolving ``..`` and the like."""
-    target = _normalise_uri(uri)
-    for prefix in prefixes:
-        base = _normalise_uri(prefix).rstrip("/")
-        if target == base or target.startswith(base + "/"):
-            return True
-    return False
-
-
 def _format_of(path: str) -> str | None:
-    return FORMATS.get(posixpath.splitext(path)[1].lower())
+    return SUFFIXES.get(posixpath.splitext(path)[1].lower())
 
 
-def _manifest_files(fs, path: str, uri: str) -> list[str]:
+def _manifest_files(fs, path: str, uri: str) -> list[tuple[str, str]]:
+    """(path, format) of each manifest file ``uri`` names."""
     if fs.isdir(path):
-        files = sorted(p for p in fs.find(path) if _format_of(p))
+        files = [(p, fmt) for p in sorted(fs.find(path)) if (fmt := _format_of(p))]
         if not files:
-            raise ManifestError(f"{uri}: folder holds no .jsonl, .csv or .parquet manifest files")
+            raise ManifestError(
+                f"{uri}: folder holds no manifest files ({', '.join(sorted(SUFFIXES))})"
+            )
         return files
     if not fs.exists(path):
         raise ManifestError(f"{uri}: manifest not found")
-    if _format_of(path) is None:
+    fmt = _format_of(path)
+    if fmt is None:
         raise ManifestError(
             f"{uri}: unknown manifest format {posixpath.splitext(path)[1]!r}; "
-            f"expected one of {', '.join(sorted(FORMATS))}"
+            f"expected one of {', '.join(sorted(SUFFIXES))}"
         )
-    return [path]
+    return [(path, fmt)]
 
 
-def _read_file(fs, path: str, config: ManifestConfig) -> pa.Table:
-    import pyarrow.csv as pacsv
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
-
-    fmt = _format_of(path)
-    text_columns = [
-        config.audio_column,
-        config.id_column,
-        config.text_column,
-        config.language_column,
-    ]
+def _read_file(fs, path: str, fmt: str, config: ManifestConfig) -> pa.Table:
     try:
         with fs.open(path, "rb") as f:
-            if fmt == "parquet":
-                return pq.read_table(f)
-            if fmt == "csv":
-                # Read named columns as strings: ids like "007" must not become integers.
-                options = pacsv.ConvertOptions(
-                    column_types={name: pa.string() for name in text_columns},
-                    strings_can_be_null=True,
-                )
-                return pacsv.read_csv(f, convert_options=options)
-            return pajson.read_json(f)
+            return READERS[fmt](f, config)
     except (pa.ArrowException, OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ManifestError(
@@ -176,7 +169,7 @@ def _normalise(table: pa.Table, fs, path: str, config: ManifestConfig) -> pa.Tab
             "end_s": pa.nulls(n, pa.float64()),
             "attempt": pa.array([1] * n, pa.int32()),
         },
-        schema=CLIP_SCHEMA,
+        schema=RECORDING_SCHEMA,
     )
 
 
@@ -193,7 +186,7 @@ def _check_unique_ids(table: pa.Table, uri: str) -> None:
 
 
 def read_manifest(config: ManifestConfig) -> pa.Table:
-    """The manifest as clips, or a :class:`ManifestError` naming the file and the problem."""
+    """The manifest as recordings, or a :class:`ManifestError` naming the file and the problem."""
     import fsspec
 
     try:
@@ -201,9 +194,11 @@ def read_manifest(config: ManifestConfig) -> pa.Table:
         files = _manifest_files(fs, path, config.uri)
     except ManifestError:
         raise
-    except Exception as exc:  # noqa: BLE001 - storage errors of any backend, named for the user
+    except Exception as exc:  # storage errors of any backend, named for the user
         raise ManifestError(f"{config.uri}: cannot be read ({type(exc).__name__}: {exc})") from exc
-    table = pa.concat_tables([_normalise(_read_file(fs, f, config), fs, f, config) for f in files])
+    table = pa.concat_tables(
+        [_normalise(_read_file(fs, f, fmt, config), fs, f, config) for f, fmt in files]
+    )
     if table.num_rows == 0:
         raise ManifestError(f"{config.uri}: manifest has no rows")
     _check_unique_ids(table, config.uri)

@@ -1,9 +1,9 @@
-"""The annotation job: manifest in, labelled Parquet out, on Ray.
+"""The annotation job: manifest in, labelled rows out, on Ray.
 
 Reads top to bottom: validate the manifest and the models on the driver (fail fast, before any
 worker starts); skip what earlier runs finished; decode on a CPU actor pool and run the models on a
-GPU actor pool, writing Parquet into the run's staging folder; then compact, check every expected
-row came out exactly once, and commit the run by writing its record last.
+GPU actor pool, writing Parquet into the run's staging folder; then prepare the rows where readers
+will see them, check every expected recording came out whole exactly once, and commit.
 """
 
 from __future__ import annotations
@@ -16,21 +16,22 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .config import JobConfig, ResourceConfig
-from .features import FeatureSpec, WhisperFeatureSpec
-from .manifest import default_allowed_prefix, read_manifest
-from .output import OutputStore, RunRecord
-from .runs import RunSummary, choose_run_id, select_clips, summarise
+from .fetch import default_allowed_prefix
+from .ledger import RunRecord
+from .manifest import read_manifest
+from .output import open_output
+from .plan import ModelPlan, plan_models
+from .runs import SUMMARY_COLUMNS, RunSummary, choose_run_id, select_recordings, summarise
 from .schema import SCHEMA_VERSION
-from .sources import check_model_source, read_model_file
-from .stages import DecodeStage, ModelPlan, ModelStage
+from .stages import DecodeStage, ModelStage
 
 if TYPE_CHECKING:
+    import ray.data
     from ray.data import ActorPoolStrategy
 
-__all__ = ["RunSummary", "plan_models", "build_dataset", "model_pool", "run"]
+__all__ = ["RunSummary", "build_dataset", "model_pool", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,41 +53,6 @@ _TRANSIENT_IO_ERRORS = (
 )
 
 
-def plan_models(config: JobConfig, clips: pa.Table, run_id: str) -> ModelPlan:
-    """Checks every model the run needs is reachable and pins hub revisions."""
-    models = config.models
-    needs_whisper = models.needs_text and pc.sum(pc.is_null(clips["text"])).as_py() > 0
-    text_encoder = models.text_encoder_source
-    emotion_revision = check_model_source(models.emotion_model_source)
-    features = None
-    if models.needs_audio:
-        # Decode workers compute the emotion model's features, so the GPU's actor does not.
-        source = models.emotion_model_source
-        raw = read_model_file(source, "preprocessor_config.json", revision=emotion_revision)
-        features = FeatureSpec.from_config(raw, source)
-    whisper_revision = whisper_features = None
-    if needs_whisper:
-        whisper_revision = check_model_source(models.whisper_model, whisper=True)
-        # And Whisper's log-mel; a model folder without the file has faster-whisper's defaults.
-        raw = read_model_file(
-            models.whisper_model,
-            "preprocessor_config.json",
-            revision=whisper_revision,
-            whisper=True,
-            missing_ok=True,
-        )
-        whisper_features = WhisperFeatureSpec.from_config(raw, models.whisper_model)
-    return ModelPlan(
-        run_id=run_id,
-        needs_whisper=needs_whisper,
-        features=features,
-        whisper_features=whisper_features,
-        emotion_revision=emotion_revision,
-        text_encoder_revision=check_model_source(text_encoder) if text_encoder else None,
-        whisper_revision=whisper_revision,
-    )
-
-
 def with_default_prefixes(config: JobConfig) -> JobConfig:
     """Audio may come only from the manifest's own bucket or folder, unless told otherwise."""
     if config.decode.allowed_prefixes is not None:
@@ -95,14 +61,14 @@ def with_default_prefixes(config: JobConfig) -> JobConfig:
     return replace(config, decode=replace(config.decode, allowed_prefixes=prefixes))
 
 
-def _blocks(clips: pa.Table, workers: int, decode_batch_size: int) -> list[pa.Table]:
+def _blocks(recordings: pa.Table, workers: int, decode_batch_size: int) -> list[pa.Table]:
     # A small manifest would otherwise be one block, and one actor would get all of it.
-    per_block = math.ceil(clips.num_rows / (workers * _BLOCKS_PER_DECODE_WORKER))
+    per_block = math.ceil(recordings.num_rows / (workers * _BLOCKS_PER_DECODE_WORKER))
     per_block = max(1, min(per_block, decode_batch_size * _DECODE_BATCHES_PER_BLOCK))
-    return [clips.slice(start, per_block) for start in range(0, clips.num_rows, per_block)]
+    return [recordings.slice(at, per_block) for at in range(0, recordings.num_rows, per_block)]
 
 
-def build_dataset(config: JobConfig, clips: pa.Table, plan: ModelPlan):
+def build_dataset(config: JobConfig, recordings: pa.Table, plan: ModelPlan) -> ray.data.Dataset:
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -115,7 +81,9 @@ def build_dataset(config: JobConfig, clips: pa.Table, plan: ModelPlan):
     default_cpus = res.num_gpus_per_worker > 0 and res.cpus_per_gpu_worker == 1
     cluster = ray.cluster_resources()
     decode_workers = res.cpu_workers or max(1, int(cluster.get("CPU", 1)))
-    ds = ray.data.from_arrow(_blocks(clips, decode_workers, res.decode_batch_size))
+    ds: ray.data.Dataset = ray.data.from_arrow(
+        _blocks(recordings, decode_workers, res.decode_batch_size)
+    )
     ds = ds.map_batches(
         DecodeStage,
         fn_constructor_kwargs={
@@ -171,6 +139,7 @@ def _record(config: JobConfig, summary: RunSummary, started_at: str, files: list
         manifest=config.manifest.uri,
         schema_version=SCHEMA_VERSION,
         rows=summary.rows,
+        recordings=summary.recordings,
         ok=summary.ok,
         errors=summary.errors,
         skipped_done=summary.skipped_done,
@@ -191,23 +160,26 @@ def run(config: JobConfig) -> RunSummary:
     import ray
 
     started = time.monotonic()
-    clips = read_manifest(config.manifest)
+    recordings = read_manifest(config.manifest)
     config = with_default_prefixes(config)
-    store = OutputStore(config.output)
-    run_id, resumed = choose_run_id(config, store)
-    selection = select_clips(clips, store.history(resuming=run_id), config.max_attempts)
+    output = open_output(config.output)
+    run_id, resumed = choose_run_id(config.run_id, output.ledger)
+    history = output.history(resuming=run_id)
+    output.ledger.drop_staged(run_id, history.partial)
+    selection = select_recordings(recordings, history, config.max_attempts)
     # Models are checked only when there is work: a night with nothing new needs no hub.
     plan = plan_models(config, selection.todo, run_id) if selection.todo.num_rows else None
-    started_at = store.start(run_id)
-    logger.info("run %s: %d clips to do", run_id, selection.todo.num_rows)
+    started_at = output.ledger.start(run_id)
+    logger.info("run %s: %d recordings to do", run_id, selection.todo.num_rows)
     if plan is not None:
         if not ray.is_initialized():
             ray.init(address=config.resources.ray_address)
         dataset = build_dataset(config, selection.todo, plan)
-        dataset.write_parquet(store.staging(run_id), filesystem=store.fs)
-    files = store.compact(run_id, run_date=started_at[:10])
-    written = store.read_files(files, ["id", "status", "error_code", "duration_s"])
+        dataset.write_parquet(output.ledger.staging(run_id), filesystem=output.ledger.fs)
+    staged = output.ledger.staged_files(run_id)
+    files = output.publisher.prepare(run_id, started_at[:10], staged)
+    written = output.publisher.read(files, SUMMARY_COLUMNS)
     summary = summarise(run_id, selection, written, time.monotonic() - started, resumed)
-    store.write_record(_record(config, summary, started_at, files))
-    store.discard_staging(run_id)
+    output.publisher.commit(_record(config, summary, started_at, files))
+    output.ledger.discard(run_id)
     return summary

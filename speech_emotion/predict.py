@@ -11,6 +11,7 @@ import threading
 from dataclasses import replace
 
 from .config import DEFAULT_EMOTION_MODELS, ModelConfig
+from .errors import ErrorCode, RowError
 
 __all__ = ["Predictor", "predict_emotion", "clear_model_cache"]
 
@@ -21,10 +22,12 @@ _CACHE_LOCK = threading.Lock()
 class Predictor:
     """Models for one :class:`ModelConfig`, each loaded on first use and kept."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, *, cpu_threads: int = 0) -> None:
+        """``cpu_threads``: CTranslate2's threads on CPU; 0 for one per core."""
         from .models import resolve_device
 
         self.config = config
+        self.cpu_threads = cpu_threads
         self.device = resolve_device(config)
         self._classifier = None
         self._transcriber = None
@@ -42,30 +45,36 @@ class Predictor:
         if self._transcriber is None:
             from .models import load_transcriber
 
-            self._transcriber, _ = load_transcriber(self.config, self.device)
+            self._transcriber, _ = load_transcriber(
+                self.config, self.device, cpu_threads=self.cpu_threads
+            )
         return self._transcriber
 
     def predict(self, audio_path: str | None = None, text: str | None = None) -> dict:
         """``{"top_label", "top_score", "scores"}`` for one clip; a bad file raises RowError."""
+        import numpy as np
+
+        from .annotator import Annotator, ClipInput
         from .audio import decode_audio
-        from .stages import read_bytes
+        from .fetch import read_bytes
 
         cfg = self.config
         if audio_path is None and (cfg.needs_audio or not text):
             raise ValueError(
                 f"mode {cfg.mode!r} needs audio_path" + ("" if cfg.needs_audio else " or text")
             )
-        waveform = decode_audio(read_bytes(audio_path)).waveform if audio_path else None
-        if cfg.needs_text and not text:
-            language = None if cfg.language == "auto" else cfg.language
-            text = self.transcriber.transcribe([waveform], [language])[0].text
-        probabilities = self.classifier.classify(
-            [waveform] if cfg.needs_audio else None, [text or ""] if cfg.needs_text else None
-        )[0]
-        labels = self.classifier.labels
-        scores = {label: float(p) for label, p in zip(labels, probabilities, strict=True)}
-        top = max(scores, key=scores.get)
-        return {"top_label": top, "top_score": scores[top], "scores": scores}
+        if audio_path is None:
+            waveform = np.zeros(0, np.float32)
+        else:
+            waveform = decode_audio(read_bytes(audio_path)).waveform
+        heard = cfg.needs_text and not text
+        annotator = Annotator(
+            self.classifier, self.transcriber if heard else None, language=cfg.job_language
+        )
+        (note,) = annotator.annotate([ClipInput(waveform, text=text or None)])
+        if note.error is not None:
+            raise RowError(ErrorCode(note.error_code), note.error)
+        return {"top_label": note.emotion, "top_score": note.emotion_score, "scores": note.scores}
 
 
 def _model_from_config_file(path: str, language: str, mode: str) -> str:

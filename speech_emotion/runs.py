@@ -1,34 +1,161 @@
-"""Run bookkeeping for scheduled, incremental runs: which run this is, which rows it does, and
-what its commit record says. Pure functions over the manifest and the output's history."""
+"""Run bookkeeping for scheduled, incremental runs: which run this is, which recordings it does,
+and whether what it wrote is whole. Pure functions over Arrow tables; no Ray.
+
+The unit of bookkeeping is the recording (a manifest row, by its id). A recording ends as exactly
+one error row (``segment_index`` null), or as a complete set of clips: ``segment_count`` rows,
+each (``channel``, ``segment_index``) once, indices 0, 1, ... per channel. Skip, retry and resume
+decide per recording; a recording counts as done when all its clips of one attempt are ok.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import ConfigError, JobConfig, new_run_id
-from .output import History, OutputStore
+from .config import new_run_id
+from .errors import ConfigError
 from .schema import STATUS_OK
 
-__all__ = ["Selection", "choose_run_id", "select_clips", "RunSummary", "summarise"]
+if TYPE_CHECKING:
+    from .ledger import RunLedger
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "Audit",
+    "audit",
+    "History",
+    "Selection",
+    "choose_run_id",
+    "select_recordings",
+    "RunSummary",
+    "summarise",
+]
 
 logger = logging.getLogger(__name__)
 
+HISTORY_COLUMNS = ["id", "status", "attempt", "channel", "segment_index", "segment_count"]
 
-def choose_run_id(config: JobConfig, store: OutputStore) -> tuple[str, bool]:
+
+@dataclass(frozen=True)
+class Audit:
+    """Which recordings in a set of rows are whole, and what is wrong with the others."""
+
+    whole: frozenset[str]
+    broken: dict[str, str]
+    """Recording id -> what is wrong with its rows."""
+
+
+def audit(rows: pa.Table) -> Audit:
+    """Checks each recording's rows against the invariant (module docstring)."""
+    if rows.num_rows == 0:
+        return Audit(frozenset(), {})
+    index = rows["segment_index"]
+    groups = (
+        rows.select(["id", "channel", "segment_index", "segment_count"])
+        .append_column("error_rows", pc.cast(pc.is_null(index), pa.int64()))
+        .group_by(["id", "channel"])
+        .aggregate(
+            [
+                ("id", "count"),
+                ("error_rows", "sum"),
+                ("segment_index", "min"),
+                ("segment_index", "max"),
+                ("segment_index", "count_distinct"),
+                ("segment_count", "min"),
+                ("segment_count", "max"),
+            ]
+        )
+        .to_pylist()
+    )
+    by_recording: dict[str, list[dict]] = {}
+    for group in groups:
+        by_recording.setdefault(group["id"], []).append(group)
+    broken = {}
+    for recording, channels in by_recording.items():
+        problem = _problem(channels)
+        if problem:
+            broken[recording] = problem
+    return Audit(frozenset(by_recording) - broken.keys(), broken)
+
+
+def _problem(channels: list[dict]) -> str | None:
+    """What is wrong with one recording's rows (grouped by channel), or None if they are whole."""
+    rows = sum(c["id_count"] for c in channels)
+    errors = sum(c["error_rows_sum"] for c in channels)
+    if errors:
+        return None if rows == 1 else f"{errors} recording-level error rows among {rows} rows"
+    counts = {c["segment_count_min"] for c in channels} | {c["segment_count_max"] for c in channels}
+    if len(counts) != 1:
+        return f"its clips disagree on segment_count ({sorted(counts, key=str)})"
+    (expected,) = counts
+    if rows != expected:
+        return f"{rows} clip rows for segment_count {expected}"
+    for c in channels:
+        n = c["id_count"]
+        if (c["segment_index_min"], c["segment_index_max"], c["segment_index_count_distinct"]) != (
+            0,
+            n - 1,
+            n,
+        ):
+            return f"channel {c['channel']}: its {n} segment indices are not 0..{n - 1} once each"
+    return None
+
+
+@dataclass
+class History:
+    """What committed runs (and the run being resumed) already did, by recording id."""
+
+    done: set[str] = field(default_factory=set)
+    """Recordings with a whole, all-ok set of rows: never processed again."""
+    attempts: dict[str, int] = field(default_factory=dict)
+    """Recordings that failed every time: how many attempts they have had."""
+    staged: set[str] = field(default_factory=set)
+    """Recordings the run being resumed already wrote whole: not done again."""
+    partial: set[str] = field(default_factory=set)
+    """Recordings the run being resumed wrote in part (a crash): their rows are dropped and the
+    recordings done again."""
+
+    @classmethod
+    def of(cls, committed: pa.Table, staged: pa.Table | None = None) -> History:
+        """From committed rows (``id``, ``status``, ``attempt``) and the resumed run's staged rows
+        (:data:`HISTORY_COLUMNS`)."""
+        history = cls()
+        failed_rows = pc.cast(pc.not_equal(committed["status"], STATUS_OK), pa.int64())
+        attempts = (
+            pa.table({"id": committed["id"], "attempt": committed["attempt"], "bad": failed_rows})
+            .group_by(["id", "attempt"])
+            .aggregate([("bad", "sum")])
+        )
+        clean = pc.equal(attempts["bad_sum"], 0)
+        history.done = set(pc.filter(attempts["id"], clean).to_pylist())
+        failed = attempts.filter(pc.invert(clean)).group_by("id").aggregate([("attempt", "max")])
+        for recording, tried in zip(
+            failed["id"].to_pylist(), failed["attempt_max"].to_pylist(), strict=True
+        ):
+            if recording not in history.done:
+                history.attempts[recording] = tried
+        if staged is not None:
+            checked = audit(staged)
+            history.staged, history.partial = set(checked.whole), set(checked.broken)
+        return history
+
+
+def choose_run_id(requested: str | None, ledger: RunLedger) -> tuple[str, bool]:
     """(run id, resuming). Re-running a crashed run's command resumes it."""
-    if config.run_id:
-        if store.is_committed(config.run_id):
+    if requested:
+        if ledger.is_committed(requested):
             raise ConfigError(
-                f"run_id={config.run_id!r} is invalid: that run is already committed in "
-                f"{config.output}; scheduled runs need a new id each time"
+                f"run_id={requested!r} is invalid: that run is already committed in "
+                f"{ledger.uri}; scheduled runs need a new id each time"
             )
-        return config.run_id, config.run_id in store.uncommitted_runs()
-    unfinished = store.uncommitted_runs()
+        return requested, requested in ledger.uncommitted()
+    unfinished = ledger.uncommitted()
     if unfinished:
         logger.warning("resuming run %s, which did not finish", unfinished[-1])
         return unfinished[-1], True
@@ -38,26 +165,23 @@ def choose_run_id(config: JobConfig, store: OutputStore) -> tuple[str, bool]:
 @dataclass(frozen=True)
 class Selection:
     todo: pa.Table
-    """Clips this run still has to process, with their attempt numbers."""
+    """Recordings this run still has to process, with their attempt numbers."""
     expected_ids: frozenset[str]
-    """Ids this run's committed rows must hold: resumed ones plus todo."""
+    """Recordings this run's committed rows must hold: resumed ones plus todo."""
     skipped_done: int
     skipped_exhausted: int
 
 
-def select_clips(clips: pa.Table, history: History, max_attempts: int) -> Selection:
-    ids = clips["id"].to_pylist()
+def select_recordings(recordings: pa.Table, history: History, max_attempts: int) -> Selection:
+    ids = recordings["id"].to_pylist()
     attempts = [history.attempts.get(i, 0) for i in ids]
-    keep = [
-        i not in history.done and i not in history.staged and tried < max_attempts
-        for i, tried in zip(ids, attempts, strict=True)
-    ]
-    todo = clips.filter(pa.array(keep)).set_column(
-        clips.schema.get_field_index("attempt"),
-        clips.schema.field("attempt"),
+    pending = [i not in history.done and i not in history.staged for i in ids]
+    keep = [p and tried < max_attempts for p, tried in zip(pending, attempts, strict=True)]
+    todo = recordings.filter(pa.array(keep, pa.bool_())).set_column(
+        recordings.schema.get_field_index("attempt"),
+        recordings.schema.field("attempt"),
         pa.array([t + 1 for t, k in zip(attempts, keep, strict=True) if k], pa.int32()),
     )
-    pending = [i not in history.done and i not in history.staged for i in ids]
     return Selection(
         todo=todo,
         expected_ids=frozenset(todo["id"].to_pylist()) | history.staged,
@@ -76,6 +200,7 @@ class RunSummary:
     errors: dict[str, int]
     audio_s: float
     wall_s: float
+    recordings: int = 0
     skipped_done: int = 0
     skipped_exhausted: int = 0
     resumed: bool = False
@@ -86,6 +211,7 @@ class RunSummary:
 
     def __str__(self) -> str:
         errors = ", ".join(f"{code} {n}" for code, n in sorted(self.errors.items())) or "none"
+        of = f" of {self.recordings} recordings" if self.recordings != self.rows else ""
         skipped = ""
         if self.skipped_done or self.skipped_exhausted:
             skipped = (
@@ -93,25 +219,33 @@ class RunSummary:
                 f"{self.skipped_exhausted} out of attempts"
             )
         return (
-            f"run {self.run_id}{' (resumed)' if self.resumed else ''}: {self.rows} rows, "
+            f"run {self.run_id}{' (resumed)' if self.resumed else ''}: {self.rows} rows{of}, "
             f"{self.ok} ok, {self.rows - self.ok} error ({errors}){skipped}; "
             f"{self.audio_s / 3600:.3f} h of audio in {self.wall_s:.1f} s "
             f"= {self.audio_s_per_s:.1f} audio-s/s"
         )
 
 
+SUMMARY_COLUMNS = [*HISTORY_COLUMNS, "error_code", "duration_s"]
+
+
 def summarise(
     run_id: str, selection: Selection, written: pa.Table, wall_s: float, resumed: bool
 ) -> RunSummary:
-    """Counts from the rows actually written, after checking each expected id is there once."""
-    ids = written["id"]
-    distinct = pc.count_distinct(ids).as_py()
-    if written.num_rows != len(selection.expected_ids) or distinct != written.num_rows:
-        missing = selection.expected_ids - set(ids.to_pylist())
+    """Counts from the rows actually written (:data:`SUMMARY_COLUMNS`), after checking that every
+    expected recording is there, whole, exactly once, and nothing else is."""
+    checked = audit(written)
+    missing = selection.expected_ids - checked.whole - checked.broken.keys()
+    unexpected = (checked.whole | checked.broken.keys()) - selection.expected_ids
+    if checked.broken or missing or unexpected:
         # Should never happen; if it does, refuse to commit rather than report a clean run.
+        example = next(iter(checked.broken.items()), None)
         raise RuntimeError(
-            f"run {run_id}: expected {len(selection.expected_ids)} rows, wrote {written.num_rows} "
-            f"({distinct} distinct ids, {len(missing)} missing); not committed"
+            f"run {run_id}: expected {len(selection.expected_ids)} recordings; "
+            f"{len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(checked.broken)} not whole"
+            + (f" (e.g. {example[0]!r}: {example[1]})" if example else "")
+            + "; not committed"
         )
     ok = pc.equal(written["status"], STATUS_OK)
     return RunSummary(
@@ -121,6 +255,7 @@ def summarise(
         errors=dict(Counter(c for c in written["error_code"].to_pylist() if c is not None)),
         audio_s=pc.sum(pc.filter(written["duration_s"], ok)).as_py() or 0.0,
         wall_s=wall_s,
+        recordings=len(checked.whole),
         skipped_done=selection.skipped_done,
         skipped_exhausted=selection.skipped_exhausted,
         resumed=resumed,

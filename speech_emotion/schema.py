@@ -14,23 +14,24 @@ __all__ = [
     "STATUS_ERROR",
     "SOURCE_MANIFEST",
     "SOURCE_WHISPER",
-    "CLIP_SCHEMA",
+    "CLIP_IDENTITY",
+    "RECORDING_SCHEMA",
     "DECODED_SCHEMA",
     "OUTPUT_SCHEMA",
     "OUTPUT_COLUMN_DOCS",
 ]
 
-SCHEMA_VERSION = "1"
+# 2: clip identity columns (channel, segment_index, segment_count).
+SCHEMA_VERSION = "2"
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 SOURCE_MANIFEST = "manifest"
 SOURCE_WHISPER = "whisper"
 
-# A clip is the unit of work: today one per manifest row (the whole file). A later segment-level
-# mode emits several clips per file with their own start_s/end_s; nothing below assumes one per
-# file.
-CLIP_SCHEMA = pa.schema(
+# A recording is one manifest row; the decode stage turns it into the clips it annotates (the whole
+# file today, speech segments per channel later), each a row of its own from there on.
+RECORDING_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
         pa.field("audio", pa.string(), nullable=False),
@@ -42,12 +43,22 @@ CLIP_SCHEMA = pa.schema(
     ]
 )
 
-# Between the decode and model stages. error_code/error set means the row failed in decode and
-# carries an empty waveform and no features. The waveform is empty too where the model stage will
-# not need it: the emotion model's features were computed in decode, and Whisper will not run or
-# has its features too (clips up to Whisper's 30 s window).
+# A clip row's place among its recording's clips; a recording-level error row has null ones.
+_CLIP_FIELDS = [
+    pa.field("channel", pa.int32()),
+    pa.field("segment_index", pa.int32()),
+    pa.field("segment_count", pa.int32()),
+]
+CLIP_IDENTITY = ("id", "channel", "segment_index")
+"""What identifies an output row: the recording (manifest id) and the clip within it."""
+
+# Between the decode and model stages, one row per clip. error_code/error set means the recording
+# failed in decode: its one row carries an empty waveform and no features. The waveform is empty
+# too where the model stage will not need it: the emotion model's features were computed in
+# decode, and Whisper will not run or has its features too (clips up to Whisper's 30 s window).
 DECODED_SCHEMA = pa.schema(
-    list(CLIP_SCHEMA)
+    list(RECORDING_SCHEMA)
+    + _CLIP_FIELDS
     + [
         pa.field("waveform", pa.large_list(pa.float32()), nullable=False),
         # The emotion model's input features [frames, width], row-major; frames null when the
@@ -80,6 +91,20 @@ _OUTPUT_COLUMNS: list[tuple[pa.Field, str]] = [
     (
         pa.field("error", pa.string()),
         "Human-readable reason, prefixed by the stage (null when ok).",
+    ),
+    (
+        pa.field("channel", pa.int32()),
+        "Channel of the file the clip was taken from, 0-based; null when channels are mixed.",
+    ),
+    (
+        pa.field("segment_index", pa.int32()),
+        "Place of the clip among its recording's clips (0 for a whole file); null on a "
+        "recording-level error row.",
+    ),
+    (
+        pa.field("segment_count", pa.int32()),
+        "How many clips the recording was split into (1 for a whole file); null on a "
+        "recording-level error row.",
     ),
     (pa.field("start_s", pa.float64(), nullable=False), "Clip start within the file, seconds."),
     (pa.field("end_s", pa.float64()), "Clip end within the file, seconds (null if undecoded)."),

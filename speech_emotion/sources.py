@@ -13,6 +13,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 from .errors import ModelLoadError
 
@@ -83,7 +84,7 @@ def _copy_from_object_storage(source: str, cache_dir: Path) -> Path:
             fs.get(path.rstrip("/") + "/", str(partial) + "/", recursive=True)
         except ModelLoadError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any storage failure is reported with the model
+        except Exception as exc:  # any storage failure is reported with the model
             shutil.rmtree(partial, ignore_errors=True)
             raise ModelLoadError(f"model {source!r} could not be copied: {exc}") from exc
         shutil.rmtree(target, ignore_errors=True)
@@ -98,7 +99,7 @@ def _download_from_hub(repo_id: str, source: str, revision: str | None) -> Resol
 
     try:
         path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_PATTERNS))
-    except Exception as exc:  # noqa: BLE001 - hub, HTTP and network errors share no base class
+    except Exception as exc:  # hub, HTTP and network errors share no base class
         raise ModelLoadError(
             f"model {source!r} could not be downloaded from the Hugging Face hub "
             f"({type(exc).__name__}: {str(exc).splitlines()[0]}). {_HINT}"
@@ -144,7 +145,7 @@ def check_model_source(source: str, *, whisper: bool = False) -> str | None:
         try:
             fs, path = fsspec.core.url_to_fs(source)
             found = fs.isdir(path)
-        except Exception as exc:  # noqa: BLE001 - reported with the model name
+        except Exception as exc:  # reported with the model name
             raise ModelLoadError(f"model {source!r} could not be reached: {exc}") from exc
         if not found:
             raise ModelLoadError(f"model {source!r}: no such folder in object storage")
@@ -156,11 +157,28 @@ def check_model_source(source: str, *, whisper: bool = False) -> str | None:
     repo_id = whisper_repo_id(source) if whisper else source
     try:
         return HfApi().model_info(repo_id).sha
-    except Exception as exc:  # noqa: BLE001 - hub, HTTP and network errors share no base class
+    except Exception as exc:  # hub, HTTP and network errors share no base class
         raise ModelLoadError(
             f"model {source!r} (hub repo {repo_id!r}) is not reachable "
             f"({type(exc).__name__}: {str(exc).splitlines()[0]}). {_HINT}"
         ) from exc
+
+
+@overload
+def read_model_file(
+    source: str,
+    name: str,
+    *,
+    revision: str | None = None,
+    whisper: bool = False,
+    missing_ok: Literal[False] = False,
+) -> bytes: ...
+
+
+@overload
+def read_model_file(
+    source: str, name: str, *, revision: str | None = None, whisper: bool = False, missing_ok: bool
+) -> bytes | None: ...
 
 
 def read_model_file(
@@ -198,7 +216,7 @@ def read_model_file(
         if missing_ok:
             return None
         raise ModelLoadError(f"model {source!r} has no {name}") from None
-    except Exception as exc:  # noqa: BLE001 - hub, storage and file errors share no base class
+    except Exception as exc:  # hub, storage and file errors share no base class
         raise ModelLoadError(
             f"model {source!r}: cannot read its {name} ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else 'no details'})"

@@ -1,8 +1,11 @@
-"""The two Ray Data stages: decode (CPU pool) and models (GPU pool).
+"""The two Ray Data stages: decode (CPU pool) and models (GPU pool). Glue only.
 
-Each is a class that sets up once in ``__init__`` and maps a batch in ``__call__``, keeping the same
-rows in the same order. A row that fails carries its error code and reason onward; it is never
-dropped. Only :class:`RowError` is caught per row: anything else is a bug and raises.
+Each is a class that sets up once in ``__init__`` and maps a batch in ``__call__``. The decode stage
+turns each recording into its clips (:mod:`clips`), one row per clip, or into one error row; the
+model stage keeps its rows and their order. A row that fails carries its error code and reason
+onward; it is never dropped. Only :class:`RowError` is caught per row: anything else is a bug and
+raises. What is done to the audio lives in :mod:`fetch`, :mod:`audio`, :mod:`features`, and what the
+models do in :mod:`annotator`.
 """
 
 from __future__ import annotations
@@ -10,37 +13,27 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
+from .annotator import Annotation, Annotator, ClipInput
+from .clips import Clip, Clipper, whole_recording
 from .config import DecodeConfig, ModelConfig
 from .errors import ErrorCode, RowError
-from .features import (
-    ClipFeatures,
-    FeatureSpec,
-    WhisperFeatureSpec,
-    audio_features,
-)
-from .manifest import within_prefixes
-from .schema import (
-    DECODED_SCHEMA,
-    OUTPUT_SCHEMA,
-    SOURCE_MANIFEST,
-    SOURCE_WHISPER,
-    STATUS_ERROR,
-    STATUS_OK,
-)
+from .features import ClipFeatures, FeatureSpec, WhisperFeatureSpec, audio_features
+from .fetch import Prefetcher
+from .schema import DECODED_SCHEMA, OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
 
 if TYPE_CHECKING:
     from .audio import DecodedAudio
+    from .plan import ModelPlan
 
-__all__ = ["DecodeStage", "ModelStage", "ModelPlan", "read_bytes", "StageCounts"]
+__all__ = ["DecodeStage", "ModelStage", "StageCounts"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,61 +58,44 @@ class StageCounts:
         return f"rows={self.rows} ok={self.ok} errors: {errors} time={self.seconds:.1f}s"
 
 
-def read_bytes(uri: str) -> bytes:
-    """An object's bytes, or a RowError saying why it could not be read."""
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(uri)
-        return fs.cat_file(path)
-    except FileNotFoundError as exc:
-        raise RowError(ErrorCode.MISSING_OBJECT, f"no such file or object: {uri}") from exc
-    except IsADirectoryError as exc:
-        raise RowError(ErrorCode.READ_FAILED, f"{uri} is a folder, not an audio file") from exc
-    except PermissionError as exc:
-        raise RowError(ErrorCode.READ_FAILED, f"access denied reading {uri}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - every storage backend has its own error types
-        raise RowError(
-            ErrorCode.READ_FAILED, f"could not read {uri} ({type(exc).__name__}: {exc})"
-        ) from exc
-
-
 # float32 values (samples and features) per output block: 10 minutes at 16 kHz is 38 MB. Bounding
 # blocks by audio rather than by rows keeps a decode actor's memory the same for 2 s clips and
 # 30 min files.
 _MAX_BLOCK_SAMPLES = 600 * 16000
-# Encoded bytes read ahead of the decoder, per actor.
-_MAX_READ_AHEAD_BYTES = 256 * 2**20
 
 
 @dataclass
 class _Decoded:
+    """One output row of the decode stage: a clip of a recording, or why the recording failed."""
+
+    recording: int
+    """The row of the input batch it came from."""
     audio: DecodedAudio | None
-    error: RowError | None
+    clip: Clip | None = None
+    error: RowError | None = None
+    waveform: np.ndarray | None = None
+    """The clip's samples, where the model stage still needs them."""
     features: ClipFeatures | None = None
     whisper_features: np.ndarray | None = None
-    keep_waveform: bool = True
 
     @property
     def values(self) -> int:
         """float32 values this row puts in the block."""
-        if self.error is not None:
-            return 0
-        kept = len(self.audio.waveform) if self.keep_waveform else 0
-        features = self.features[0].size if self.features is not None else 0
-        mel = self.whisper_features.size if self.whisper_features is not None else 0
-        return kept + features + mel
+        return sum(a.size for a in (self.waveform, self.whisper_features) if a is not None) + (
+            self.features[0].size if self.features is not None else 0
+        )
 
 
 class DecodeStage:
-    """Fetches and decodes each clip to 16 kHz mono float32, recording its original format.
+    """Fetches and decodes each recording to 16 kHz mono float32, recording its original format,
+    and cuts it into the clips to annotate.
 
     Given the emotion model's feature settings (``features``), it also computes the model's
     input features here on a CPU worker, so the accelerator's actor does not; given Whisper's
-    (``whisper_features``), the same for the rows Whisper will transcribe (``whisper``: it runs
-    in this job; the row has no transcript) that fit its 30 s window. The waveform goes on only
-    where the model stage still needs it. Yields the batch's rows in order, as one or more tables
-    of at most ``_MAX_BLOCK_SAMPLES`` float32 values (a longer clip goes alone).
+    (``whisper_features``), the same for the clips Whisper will transcribe (``whisper``: it runs
+    in this job; the row has no transcript) that fit its 30 s window. The samples go on only
+    where the model stage still needs them. Yields the clips in order, as one or more tables of
+    at most ``_MAX_BLOCK_SAMPLES`` float32 values (a longer clip goes alone).
     """
 
     def __init__(
@@ -129,142 +105,135 @@ class DecodeStage:
         features: FeatureSpec | None = None,
         whisper: bool = True,
         whisper_features: WhisperFeatureSpec | None = None,
+        clipper: Clipper = whole_recording,
     ) -> None:
         self.config = config
         self._features = features
         self._whisper = whisper
         self._whisper_features = whisper_features
-        # Object reads are latency-bound: threads fetch ahead while this thread decodes.
-        self._pool = ThreadPoolExecutor(max_workers=config.fetch_threads)
-        self._recent_sizes: deque[int] = deque(maxlen=config.fetch_threads)
+        self._clipper = clipper
+        self._prefetch = Prefetcher(config.fetch_threads, config.allowed_prefixes)
         self.counts = StageCounts()
 
-    def _fetch(self, uri: str) -> bytes | RowError:
-        allowed = self.config.allowed_prefixes
-        if allowed is not None and not within_prefixes(uri, allowed):
-            return RowError(
-                ErrorCode.OUTSIDE_ALLOWED_PREFIXES,
-                f"{uri} is outside the allowed input prefixes ({', '.join(allowed)}); "
-                "widen them with --allowed-prefix",
-            )
-        try:
-            return read_bytes(uri)
-        except RowError as exc:
-            return exc
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        started, yielded = time.perf_counter(), False
+        rows: list[_Decoded] = []
+        values = 0
+        has_text = batch["text"].is_valid().to_pylist()
+        fetched = self._prefetch(batch["audio"].to_pylist())
+        for recording, (data, text) in enumerate(zip(fetched, has_text, strict=True)):
+            for row in self._decode(recording, data, text):
+                rows.append(row)
+                values += row.values
+                if values >= _MAX_BLOCK_SAMPLES:
+                    yield self._table(batch, rows, started)
+                    rows, values, yielded, started = [], 0, True, time.perf_counter()
+        if rows or not yielded:
+            yield self._table(batch, rows, started)
 
-    def _fetched(self, uris: list[str]) -> Iterator[bytes | RowError]:
-        """Each object's bytes in order, read ahead on threads while this thread decodes.
-
-        Decoding stays on one thread, as the actor reserves one CPU. Reads ahead are capped by
-        count (``fetch_threads``) and by bytes: a 30 min WAV is 100-300 MB, so with long files
-        only as many are read ahead as fit in ``_MAX_READ_AHEAD_BYTES``, judged by the largest
-        recent file.
-        """
-        window: deque[Future] = deque()
-        for uri in uris:
-            # Decoding happens while this generator waits at the yield: the reads in the window
-            # are the ones running meanwhile.
-            while len(window) > self._reads_ahead():
-                yield self._collect(window.popleft())
-            window.append(self._pool.submit(self._fetch, uri))
-        while window:
-            yield self._collect(window.popleft())
-
-    def _reads_ahead(self) -> int:
-        if not self._recent_sizes:
-            return 1  # nothing known yet: size the window from the first file
-        fit = _MAX_READ_AHEAD_BYTES // max(1, max(self._recent_sizes))
-        return max(1, min(self.config.fetch_threads, fit))
-
-    def _collect(self, read: Future) -> bytes | RowError:
-        fetched = read.result()
-        if isinstance(fetched, bytes):
-            self._recent_sizes.append(len(fetched))
-        return fetched
-
-    def _decode(self, fetched: bytes | RowError, has_text: bool) -> _Decoded:
-        """The decoded clip and/or why it cannot go on; a too-short clip keeps its metadata."""
+    def _decode(self, recording: int, data: bytes | RowError, has_text: bool) -> list[_Decoded]:
+        """The recording's clips, or one row saying why it has none."""
         from .audio import decode_audio
 
-        if isinstance(fetched, RowError):
-            return _Decoded(None, fetched)
+        if isinstance(data, RowError):
+            return [_Decoded(recording, None, error=data)]
         try:
-            audio = decode_audio(fetched, max_duration_s=self.config.max_duration_s)
+            audio = decode_audio(data, max_duration_s=self.config.max_duration_s)
         except RowError as exc:
-            return _Decoded(None, exc)
+            return [_Decoded(recording, None, error=exc)]
         if audio.duration_s < self.config.min_duration_s:
-            return _Decoded(
-                audio,
-                RowError(
-                    ErrorCode.TOO_SHORT,
-                    f"clip is {audio.duration_s:.3f} s; the minimum is "
-                    f"{self.config.min_duration_s} s (--min-duration-s)",
-                ),
+            # A recording too short for the model still reports what it is.
+            too_short = RowError(
+                ErrorCode.TOO_SHORT,
+                f"clip is {audio.duration_s:.3f} s; the minimum is "
+                f"{self.config.min_duration_s} s (--min-duration-s)",
             )
+            return [_Decoded(recording, audio, error=too_short)]
+        return [self._clip(recording, audio, clip, has_text) for clip in self._clipper(audio)]
+
+    def _clip(self, recording: int, audio: DecodedAudio, clip: Clip, has_text: bool) -> _Decoded:
+        samples = clip.samples(audio)
         heard = self._whisper and not has_text
         mel = None
         if heard and self._whisper_features is not None:
-            mel = self._whisper_features.log_mel(audio.waveform)
+            mel = self._whisper_features.log_mel(samples)
+        features = audio_features(self._features, samples) if self._features else None
+        keep = self._features is None or (heard and mel is None)
         return _Decoded(
+            recording,
             audio,
-            None,
-            features=audio_features(self._features, audio.waveform) if self._features else None,
+            clip=clip,
+            waveform=samples if keep else None,
+            features=features,
             whisper_features=mel,
-            keep_waveform=self._features is None or (heard and mel is None),
         )
 
-    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        started = time.perf_counter()
-        done, results, values = 0, [], 0
-        has_text = batch["text"].is_valid().to_pylist()
-        for fetched, text in zip(self._fetched(batch["audio"].to_pylist()), has_text, strict=True):
-            results.append(self._decode(fetched, text))
-            values += results[-1].values
-            if values >= _MAX_BLOCK_SAMPLES:
-                yield self._table(batch.slice(done, len(results)), results, started)
-                done, results, values, started = done + len(results), [], 0, time.perf_counter()
-        if results or not done:
-            yield self._table(batch.slice(done, len(results)), results, started)
-
-    def _table(self, rows: pa.Table, results: list[_Decoded], started: float) -> pa.Table:
-        waves, features, frames, valid, mels, mel_frames = [], [], [], [], [], []
-        durations, rates, channels, codes, reasons = [], [], [], [], []
-        for row in results:
-            audio, error = row.audio, row.error
-            usable = error is None
-            waves.append(audio.waveform if usable and row.keep_waveform else _EMPTY)
-            features.append(row.features[0].ravel() if row.features is not None else _EMPTY)
-            frames.append(len(row.features[0]) if row.features is not None else None)
-            valid.append(row.features[1] if row.features is not None else None)
-            mel = row.whisper_features
-            mels.append(mel.ravel() if mel is not None else _EMPTY)
-            mel_frames.append(mel.shape[1] if mel is not None else None)
-            durations.append(audio.duration_s if audio else None)
-            rates.append(audio.sample_rate_hz if audio else None)
-            channels.append(audio.channels if audio else None)
-            codes.append(None if usable else error.code.value)
-            reasons.append(None if usable else f"decode: {error.message}")
-        columns = {name: rows[name] for name in rows.column_names}
+    def _table(self, batch: pa.Table, rows: list[_Decoded], started: float) -> pa.Table:
+        recordings = batch.take(pa.array([row.recording for row in rows], pa.int64()))
+        columns: dict[str, Any] = {name: recordings[name] for name in recordings.column_names}
+        starts = recordings["start_s"].to_pylist()
+        clip_columns = [_clip_columns(row, start) for row, start in zip(rows, starts, strict=True)]
+        for name in _CLIP_COLUMN_TYPES:
+            columns[name] = pa.array([c[name] for c in clip_columns], _CLIP_COLUMN_TYPES[name])
+        features = [row.features for row in rows]
+        mels = [row.whisper_features for row in rows]
         columns.update(
-            waveform=_float_lists(waves),
-            audio_features=_float_lists(features),
-            audio_feature_frames=pa.array(frames, pa.int32()),
-            audio_feature_valid_frames=pa.array(valid, pa.int32()),
-            whisper_features=_float_lists(mels),
-            whisper_feature_frames=pa.array(mel_frames, pa.int32()),
-            duration_s=pa.array(durations, pa.float64()),
-            sample_rate_hz=pa.array(rates, pa.int32()),
-            channels=pa.array(channels, pa.int32()),
-            error_code=pa.array(codes, pa.string()),
-            error=pa.array(reasons, pa.string()),
+            waveform=_float_lists([_or_empty(row.waveform) for row in rows]),
+            audio_features=_float_lists([_or_empty(f and f[0]) for f in features]),
+            audio_feature_frames=pa.array([f and len(f[0]) for f in features], pa.int32()),
+            audio_feature_valid_frames=pa.array([f and f[1] for f in features], pa.int32()),
+            whisper_features=_float_lists([_or_empty(m) for m in mels]),
+            whisper_feature_frames=pa.array(
+                [m.shape[1] if m is not None else None for m in mels], pa.int32()
+            ),
         )
         out = pa.table(columns).select(DECODED_SCHEMA.names).cast(DECODED_SCHEMA)
-        self.counts.add(codes, time.perf_counter() - started)
+        self.counts.add(columns["error_code"].to_pylist(), time.perf_counter() - started)
         logger.info("decode: %s", self.counts)
         return out
 
 
+_CLIP_COLUMN_TYPES = {
+    "start_s": pa.float64(),
+    "end_s": pa.float64(),
+    "duration_s": pa.float64(),
+    "channel": pa.int32(),
+    "segment_index": pa.int32(),
+    "segment_count": pa.int32(),
+    "sample_rate_hz": pa.int32(),
+    "channels": pa.int32(),
+    "error_code": pa.string(),
+    "error": pa.string(),
+}
+
+
+def _clip_columns(row: _Decoded, recording_start_s: float) -> dict[str, Any]:
+    """A clip's place in its file and what the file is; for a failed recording, what is known."""
+    audio, clip, error = row.audio, row.clip, row.error
+    start_s, duration_s = recording_start_s, None
+    if clip is not None:
+        start_s, duration_s = recording_start_s + clip.start_s, clip.duration_s
+    elif audio is not None:
+        duration_s = audio.duration_s
+    return {
+        "start_s": start_s,
+        "end_s": start_s + duration_s if duration_s is not None else None,
+        "duration_s": duration_s,
+        "channel": clip.channel if clip else None,
+        "segment_index": clip.segment_index if clip else None,
+        "segment_count": clip.segment_count if clip else None,
+        "sample_rate_hz": audio.sample_rate_hz if audio else None,
+        "channels": audio.channels if audio else None,
+        "error_code": error.code.value if error else None,
+        "error": error.reason("decode") if error else None,
+    }
+
+
 _EMPTY = np.zeros(0, np.float32)
+
+
+def _or_empty(values: np.ndarray | None) -> np.ndarray:
+    return _EMPTY if values is None else values.ravel()
 
 
 def _float_lists(arrays: list[np.ndarray]) -> pa.LargeListArray:
@@ -275,62 +244,41 @@ def _float_lists(arrays: list[np.ndarray]) -> pa.LargeListArray:
     return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
-@dataclass(frozen=True)
-class ModelPlan:
-    """What the driver settled before any actor started: pinned revisions, what is needed."""
-
-    run_id: str
-    needs_whisper: bool
-    emotion_revision: str | None = None
-    text_encoder_revision: str | None = None
-    whisper_revision: str | None = None
-    features: FeatureSpec | None = None
-    """The emotion model's feature settings, for decode workers to compute its features."""
-    whisper_features: WhisperFeatureSpec | None = None
-    """Whisper's log-mel settings, for decode workers to compute its features."""
-
-
-def _waveforms(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
-    """Zero-copy views of each row's samples."""
+def _views(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
+    """Zero-copy views of each row's float values."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     offsets = array.offsets.to_numpy()
     values = array.values.to_numpy(zero_copy_only=False)
     return [values[offsets[i] : offsets[i + 1]] for i in range(len(array))]
 
 
-def _features(batch: pa.Table) -> list[ClipFeatures | None]:
-    """Each row's features from the decode stage, as [frames, width] views; None if it has none."""
+def _clip_inputs(batch: pa.Table, live: list[int]) -> list[ClipInput]:
+    """The live rows of a decoded batch as the annotator takes them."""
+    waves = _views(batch["waveform"])
+    features = _views(batch["audio_features"])
     frames = batch["audio_feature_frames"].to_pylist()
     valid = batch["audio_feature_valid_frames"].to_pylist()
-    flat = _waveforms(batch["audio_features"])
+    mels = _views(batch["whisper_features"])
+    mel_frames = batch["whisper_feature_frames"].to_pylist()
+    texts, languages = batch["text"].to_pylist(), batch["language"].to_pylist()
     return [
-        None if n is None else (values.reshape(n, -1), v)
-        for values, n, v in zip(flat, frames, valid, strict=True)
-    ]
-
-
-def _whisper_features(batch: pa.Table) -> list[np.ndarray | None]:
-    """Each row's Whisper log-mel from the decode stage, as [mel bins, frames] views, or None."""
-    frames = batch["whisper_feature_frames"].to_pylist()
-    flat = _waveforms(batch["whisper_features"])
-    return [
-        None if n is None else values.reshape(-1, n)
-        for values, n in zip(flat, frames, strict=True)
+        ClipInput(
+            waveform=waves[i],
+            text=texts[i],
+            language=languages[i],
+            # Features [frames, width] and log-mel [mel bins, frames], row-major.
+            features=None if frames[i] is None else (features[i].reshape(frames[i], -1), valid[i]),
+            log_mel=None if mel_frames[i] is None else mels[i].reshape(-1, mel_frames[i]),
+        )
+        for i in live
     ]
 
 
 _ARRAY_COLUMNS = ["waveform", "audio_features", "whisper_features"]
-# Filled by the model stage; null where a row failed earlier or its mode needs no text.
-_TRANSCRIPT_COLUMNS = (
-    "language_probability",
-    "transcript",
-    "transcript_source",
-    "transcript_suppressed",
-)
 
 
 class ModelStage:
-    """Whisper where a transcript is missing, then the emotion model, for a batch of clips."""
+    """Loads the models once, then annotates batches of decoded clips (:class:`Annotator`)."""
 
     def __init__(
         self, config: ModelConfig, plan: ModelPlan, *, batch_size: int = 16, cpu_threads: int = 1
@@ -344,24 +292,23 @@ class ModelStage:
         # Ray sets OMP_NUM_THREADS from the actor's CPUs; torch needs telling as well.
         torch.set_num_threads(max(1, cpu_threads))
         device = resolve_device(config)
-        self.classifier, emotion, encoder = load_classifier(
+        classifier, emotion, encoder = load_classifier(
             config,
             device,
             batch_size=batch_size,
             emotion_revision=plan.emotion_revision,
             text_encoder_revision=plan.text_encoder_revision,
         )
-        self.transcriber = None
-        self.whisper_languages: frozenset[str] = frozenset()
+        transcriber = None
         if plan.needs_whisper and config.needs_text:
-            self.transcriber, _ = load_transcriber(
+            transcriber, _ = load_transcriber(
                 config,
                 device,
                 batch_size=batch_size,
                 cpu_threads=cpu_threads,
                 revision=plan.whisper_revision,
             )
-            self.whisper_languages = frozenset(self.transcriber.languages)
+        self.annotator = Annotator(classifier, transcriber, language=config.job_language)
         self.model_columns = {
             "emotion_model": emotion.source,
             "emotion_model_revision": emotion.revision or plan.emotion_revision,
@@ -375,119 +322,42 @@ class ModelStage:
         }
         self.counts = StageCounts()
 
-    def _job_language(self) -> str | None:
-        return None if self.config.language == "auto" else self.config.language
-
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.perf_counter()
         rows = batch.drop_columns(_ARRAY_COLUMNS).to_pylist()
-        waves = _waveforms(batch["waveform"])
-        features = _features(batch)
-        for row in rows:
-            row.update(dict.fromkeys(_TRANSCRIPT_COLUMNS))
         live = [i for i, row in enumerate(rows) if row["error_code"] is None]
-        if self.config.needs_text:
-            live = self._transcribe(rows, waves, _whisper_features(batch), live)
-        self._classify(rows, waves, features, live)
-        out = self._output(rows)
-        self.counts.add([row["error_code"] for row in rows], time.perf_counter() - started)
-        logger.info("models: %s", self.counts)
-        return out
-
-    def _transcribe(
-        self,
-        rows: list[dict],
-        waves: list[np.ndarray],
-        mels: list[np.ndarray | None],
-        live: list[int],
-    ) -> list[int]:
-        """Fills transcripts; returns the rows still alive."""
-        pending: list[int] = []
-        for i in live:
-            row = rows[i]
-            row["language"] = row["language"] or self._job_language()
-            if row["text"] is not None:
-                row["transcript"], row["transcript_source"] = row["text"], SOURCE_MANIFEST
-                continue
-            language = row["language"]
-            if language is not None and language not in self.whisper_languages:
-                _fail(
-                    row,
-                    RowError(
-                        ErrorCode.UNSUPPORTED_LANGUAGE,
-                        f"language {language!r} is not one Whisper knows; "
-                        "use a code such as en, es "
-                        "or auto",
-                    ),
-                    "transcribe",
-                )
-                continue
-            pending.append(i)
-        if pending:
-            if self.transcriber is None:
-                raise RuntimeError("rows need Whisper but the plan said none did")
-            transcripts = self.transcriber.transcribe(
-                [waves[i] for i in pending],
-                [rows[i]["language"] for i in pending],
-                features=[mels[i] for i in pending],
-            )
-            for i, transcript in zip(pending, transcripts, strict=True):
-                rows[i].update(
-                    transcript=transcript.text,
-                    transcript_source=SOURCE_WHISPER,
-                    transcript_suppressed=transcript.suppressed,
-                    language=transcript.language,
-                    language_probability=transcript.language_probability,
-                    **self.whisper_columns,
-                )
-        return [i for i in live if rows[i]["error_code"] is None]
-
-    def _classify(
-        self,
-        rows: list[dict],
-        waves: list[np.ndarray],
-        features: list[ClipFeatures | None],
-        live: list[int],
-    ) -> None:
-        if not live:
-            return
-        live_waves = live_features = None
-        if self.classifier.needs_audio:
-            # Features come from the decode stage in a job; a table decoded without them (the
-            # one-file API, tests) still works from the waveforms.
-            if all(features[i] is not None for i in live):
-                live_features = [features[i] for i in live]
-            else:
-                live_waves = [waves[i] for i in live]
-        probabilities = self.classifier.classify(
-            live_waves,
-            [rows[i]["transcript"] for i in live] if self.classifier.needs_text else None,
-            features=live_features,
-        )
-        labels = self.classifier.labels
-        for i, probs in zip(live, probabilities, strict=True):
-            top = int(np.argmax(probs))
-            rows[i].update(
-                emotion=labels[top],
-                emotion_score=float(probs[top]),
-                scores=list(zip(labels, probs.tolist(), strict=True)),
-                **self.model_columns,
-            )
-
-    def _output(self, rows: list[dict]) -> pa.Table:
+        annotations = self.annotator.annotate(_clip_inputs(batch, live))
+        for i, note in zip(live, annotations, strict=True):
+            self._fill(rows[i], note)
         now = dt.datetime.now(dt.timezone.utc)
         for row in rows:
-            failed = row["error_code"] is not None
             row.update(
-                status=STATUS_ERROR if failed else STATUS_OK,
-                end_s=row["start_s"] + row["duration_s"] if row["duration_s"] is not None else None,
+                status=STATUS_OK if row["error_code"] is None else STATUS_ERROR,
                 mode=self.config.mode,
                 run_id=self.plan.run_id,
                 processed_at=now,
             )
-        return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
+        out = pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
+        self.counts.add([row["error_code"] for row in rows], time.perf_counter() - started)
+        logger.info("models: %s", self.counts)
+        return out
 
-
-def _fail(row: dict, error: RowError, stage: str) -> None:
-    row["error_code"] = error.code.value
-    row["error"] = f"{stage}: {error.message}"
+    def _fill(self, row: dict, note: Annotation) -> None:
+        row.update(
+            language=note.language,
+            language_probability=note.language_probability,
+            transcript=note.transcript,
+            transcript_source=note.transcript_source,
+            transcript_suppressed=note.transcript_suppressed,
+            error_code=note.error_code,
+            error=note.error,
+        )
+        if note.heard_by_whisper:
+            row.update(self.whisper_columns)
+        if note.scores is not None:
+            row.update(
+                emotion=note.emotion,
+                emotion_score=note.emotion_score,
+                scores=list(note.scores.items()),
+                **self.model_columns,
+            )

@@ -17,6 +17,15 @@ os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 FUSION_MODES = ("concat", "audio", "mean", "multihead")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Whatever needs the shared local Ray is slow: ``-m "not slow"`` is the edit loop."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 PROJECTION_DIM = 16  # stands in for the published 768; the tiny BERT matches it
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soxr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from speech_emotion.audio import TARGET_SAMPLE_RATE_HZ, DecodedAudio, decode_audio
 from speech_emotion.errors import ErrorCode, RowError
@@ -261,3 +263,19 @@ def test_every_clip_of_the_example_corpus_decodes_and_the_missing_one_is_missing
     assert len({clip.sample_rate_hz for clip in decoded}) >= 3
     assert len({Path(row["audio"]).suffix for row in present}) >= 5
     assert sum("text" in row for row in rows) == 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    frames=st.integers(min_value=1, max_value=40_000),
+    rate_hz=st.sampled_from([8000, 11025, 16000, 22050, 44100, 48000]),
+    channels=st.integers(min_value=1, max_value=3),
+)
+def test_durations_are_the_files_own_and_the_resampled_length_follows_librosa(
+    frames: int, rate_hz: int, channels: int
+) -> None:
+    samples = np.full((frames, channels), 0.25, np.float32)
+    decoded = decode_audio(audiogen.encode(samples, rate_hz, "wav"))
+    assert decoded.duration_s == frames / rate_hz
+    assert (decoded.sample_rate_hz, decoded.channels) == (rate_hz, channels)
+    assert decoded.waveform.size == math.ceil(frames * (TARGET_SAMPLE_RATE_HZ / rate_hz))

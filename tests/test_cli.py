@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from speech_emotion import predict_emotion
+from speech_emotion.audio import decode_audio
 from speech_emotion.predict import _CACHE, clear_model_cache
 
 from .audiogen import encode, tone
@@ -55,6 +56,7 @@ def test_an_unreachable_hub_model_is_named_before_any_work_starts(tmp_path, wav)
     assert_clean_failure(result, "UMUTeam/w2v-bert-beto-concat-emotion-en", "object storage")
 
 
+@pytest.mark.slow  # starts a Ray of its own
 def test_a_checkpoint_that_does_not_fit_the_mode_ends_the_run_with_one_clear_line(
     tmp_path, wav, tiny_models
 ):
@@ -117,15 +119,24 @@ def test_predict_emotion_keeps_its_models_loaded_across_calls(tiny_models, wav):
 
 
 def test_predict_emotion_transcribes_with_whisper_when_no_text_is_given(tiny_models, wav):
-    result = predict_emotion(
-        str(wav),
-        model_id=str(tiny_models.emotion["concat"]),
-        mode="concat",
-        language="en",
-        text_encoder=str(tiny_models.text_encoder),
-        whisper_model=str(tiny_models.whisper),
+    clear_model_cache()
+    kwargs = {
+        "model_id": str(tiny_models.emotion["concat"]),
+        "mode": "concat",
+        "language": "en",
+        "text_encoder": str(tiny_models.text_encoder),
+        "whisper_model": str(tiny_models.whisper),
+    }
+    predict_emotion(str(wav), "given", **kwargs)
+    (predictor,) = _CACHE.values()
+    assert predictor._transcriber is None  # a given text needs no Whisper
+    heard = predict_emotion(str(wav), **kwargs)
+    assert predictor._transcriber is not None
+    # What the emotion model saw is exactly what Whisper heard in the file.
+    [transcript] = predictor.transcriber.transcribe(
+        [decode_audio(wav.read_bytes()).waveform], ["en"]
     )
-    assert result["top_label"] in result["scores"]
+    assert heard == predict_emotion(str(wav), transcript.text or None, **kwargs)
 
 
 def test_predict_emotion_text_mode_reads_the_toolkit_model_config_file(tiny_models, tmp_path):

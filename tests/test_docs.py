@@ -1,13 +1,64 @@
-"""The README documents what the code does: the output schema table matches the schema module."""
+"""The README documents what the code does: the output schema table matches the schema module,
+and the options table matches the command line, option by option and default by default."""
 
 from __future__ import annotations
 
+import re
 import runpy
 from pathlib import Path
 
+import pytest
+
+from speech_emotion.cli import build_parser
+
 ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
 
 
 def test_the_readme_schema_table_is_the_schema_module():
     schema_table = runpy.run_path(str(ROOT / "scripts" / "schema_table.py"))["schema_table"]
-    assert schema_table() in (ROOT / "README.md").read_text()
+    assert schema_table() in README
+
+
+def readme_options() -> dict[str, str]:
+    """Option -> its default as the README's options table writes it."""
+    table = README.split("| option | default | meaning |\n|---|---|---|\n", 1)[1]
+    options: dict[str, str] = {}
+    for line in table.split("\n\n", 1)[0].splitlines():
+        names_cell, default_cell = line.strip("|").split(" | ")[:2]
+        names = re.findall(r"`(--[a-z0-9-]+)`", names_cell)
+        defaults = re.split(r" / |, ", default_cell)
+        if len(defaults) != len(names):
+            defaults = [default_cell] * len(names)
+        options.update(zip(names, defaults, strict=True))
+    return options
+
+
+def annotate_options() -> dict[str, object]:
+    [commands] = [a for a in build_parser()._actions if a.dest == "command"]
+    annotate = commands.choices["annotate"]
+    return {
+        name: action.default
+        for action in annotate._actions
+        for name in action.option_strings
+        if name.startswith("--") and name != "--help"
+    }
+
+
+def test_the_readme_lists_every_option_of_annotate_and_no_other():
+    assert sorted(readme_options()) == sorted(annotate_options())
+
+
+def shown(default: object) -> str:
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+@pytest.mark.parametrize(
+    ("option", "default"),
+    [(name, default) for name, default in annotate_options().items() if default is not None],
+)
+def test_the_readme_gives_each_options_default_as_the_command_line_has_it(option, default):
+    documented = readme_options().get(option, "")
+    assert re.search(rf"(^|[`\s(]){re.escape(shown(default))}($|[`\s)])", documented), (
+        f"{option}: README says {documented!r}, the command line defaults to {default!r}"
+    )

@@ -15,7 +15,6 @@ What each one showed, and what is still unprotected, is written up in ``docs/rel
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -32,11 +31,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from speech_emotion.config import JobConfig, ManifestConfig, ModelConfig, ResourceConfig
-from speech_emotion.output import OutputStore
+from speech_emotion.config import ResourceConfig
+from speech_emotion.output import Output, open_output
 from speech_emotion.pipeline import run
 
-from .audiogen import encode, tone
+from .factories import Corpus, job_config, tiny_model_flags
 
 pytestmark = [
     pytest.mark.slow,
@@ -61,60 +60,18 @@ WAIT_S = 180.0
 # -- corpora ------------------------------------------------------------------------------------
 
 
-def _clip(i: int) -> bytes:
-    return encode(tone(0.5, 16000, 1, freq_hz=180.0 + 15.0 * i), 16000, "wav")
+def _local_corpus(folder: Path, clips: int) -> Corpus:
+    return Corpus(str(folder)).add_tones([f"clip-{i:03d}" for i in range(clips)])
 
 
-def _manifest_lines(rows: list[dict]) -> str:
-    return "".join(json.dumps(row) + "\n" for row in rows)
+def _s3_corpus(s3, prefix: str, clips: int) -> Corpus:
+    # Transcripts given: this test is about the write, so the model stage need not be slow.
+    return Corpus(s3.url(prefix)).add_tones([f"clip-{i:03d}" for i in range(clips)], text="hello")
 
 
-def _local_corpus(folder: Path, clips: int) -> tuple[Path, list[str]]:
-    (folder / "clips").mkdir(parents=True)
-    rows = []
-    for i in range(clips):
-        (folder / "clips" / f"clip-{i:03d}.wav").write_bytes(_clip(i))
-        rows.append({"id": f"clip-{i:03d}", "audio": f"clips/clip-{i:03d}.wav"})
-    (folder / "manifest.jsonl").write_text(_manifest_lines(rows))
-    return folder / "manifest.jsonl", [row["id"] for row in rows]
-
-
-def _s3_corpus(s3, prefix: str, clips: int) -> tuple[str, list[str]]:
-    rows = []
-    for i in range(clips):
-        s3.put(f"{prefix}/clips/clip-{i:03d}.wav", _clip(i))
-        # Transcripts given: this test is about the write, so the model stage need not be slow.
-        rows.append({"id": f"clip-{i:03d}", "audio": f"clips/clip-{i:03d}.wav", "text": "hello"})
-    manifest = s3.put(f"{prefix}/manifest.jsonl", _manifest_lines(rows).encode())
-    return manifest, [row["id"] for row in rows]
-
-
-def _model_config(tiny_models) -> ModelConfig:
-    return ModelConfig(
-        mode="concat",
-        emotion_model=str(tiny_models.emotion["concat"]),
-        text_encoder=str(tiny_models.text_encoder),
-        whisper_model=str(tiny_models.whisper),
-    )
-
-
-def _model_flags(tiny_models) -> list[str]:
-    return [
-        "--emotion-model",
-        str(tiny_models.emotion["concat"]),
-        "--text-encoder",
-        str(tiny_models.text_encoder),
-        "--whisper-model",
-        str(tiny_models.whisper),
-        # The CLI's own local Ray has no GPU; one decode and one model actor fill its 2 CPUs.
-        "--num-gpus-per-worker",
-        "0",
-    ]
-
-
-def _assert_exactly_once(store: OutputStore, ids: list[str]) -> pa.Table:
+def _assert_exactly_once(output: Output, ids: list[str]) -> pa.Table:
     """What a reader sees: every manifest id once, all of them ok."""
-    table = store.read(["id", "status", "error_code", "run_id", "processed_at"])
+    table = output.read(["id", "status", "error_code", "run_id", "processed_at"])
     assert table.num_rows == len(ids)
     assert sorted(table["id"].to_pylist()) == sorted(ids)
     assert set(table["status"].to_pylist()) == {"ok"}, table["error_code"].to_pylist()
@@ -354,12 +311,12 @@ class FlakyProxy:
 def test_a_model_actor_killed_mid_run_is_restarted_and_no_row_is_lost_or_doubled(
     tmp_path, tiny_models, ray_cluster
 ):
-    manifest, ids = _local_corpus(tmp_path / "corpus", 48)
-    output = tmp_path / "labels"
-    config = JobConfig(
-        manifest=ManifestConfig(uri=str(manifest)),
-        output=str(output),
-        models=_model_config(tiny_models),
+    corpus = _local_corpus(tmp_path / "corpus", 48)
+    ids, output = corpus.ids, tmp_path / "labels"
+    config = job_config(
+        corpus,
+        output,
+        tiny_models,
         resources=ResourceConfig(batch_size=2, decode_batch_size=2, cpu_workers=2),
     )
     outcome: dict[str, object] = {}
@@ -397,20 +354,25 @@ def test_a_model_actor_killed_mid_run_is_restarted_and_no_row_is_lost_or_doubled
     assert replacements, "Ray should have restarted the model actor in a new process"
     summary = outcome["summary"]
     assert (summary.rows, summary.ok) == (len(ids), len(ids))
-    _assert_exactly_once(OutputStore(str(output)), ids)
+    _assert_exactly_once(open_output(str(output)), ids)
 
 
 def test_an_object_store_outage_while_the_output_is_written_is_retried_and_commits_every_row(
     tmp_path, s3, tiny_models
 ):
-    manifest, ids = _s3_corpus(s3, "faults-outage", 40)
-    output = s3.url("faults-outage/labels")
+    corpus = _s3_corpus(s3, "faults-outage", 40)
+    ids, output = corpus.ids, s3.url("faults-outage/labels")
     endpoint = urlsplit(s3.endpoint)
     with FlakyProxy(
         (endpoint.hostname, endpoint.port), STAGED_PARQUET_PUT, OUTAGE_S, lifetime_s=WAIT_S + 30
     ) as proxy:
         cmd = _annotate_cmd(
-            manifest, output, *_model_flags(tiny_models), "--cpu-workers", "1", *SMALL_BATCHES
+            corpus.manifest,
+            output,
+            *tiny_model_flags(tiny_models),
+            "--cpu-workers",
+            "1",
+            *SMALL_BATCHES,
         )
         log = tmp_path / "annotate.log"
         process = _start(cmd, _cli_env(AWS_ENDPOINT_URL=proxy.url), log)
@@ -423,19 +385,24 @@ def test_an_object_store_outage_while_the_output_is_written_is_retried_and_commi
     assert b"/faults-outage/labels/_staging/" in proxy.triggered_by
     assert proxy.dropped >= 1
     assert proxy.dark_s is not None and proxy.dark_s >= OUTAGE_S
-    store = OutputStore(output)
-    [record] = store.records()
-    assert (record["rows"], record["ok"]) == (len(ids), len(ids))
+    store = open_output(output)
+    [record] = store.publisher.runs()
+    assert (record.rows, record.ok) == (len(ids), len(ids))
     _assert_exactly_once(store, ids)
 
 
 def test_a_driver_killed_mid_run_resumes_with_the_same_command_and_keeps_what_was_staged(
     tmp_path, tiny_models
 ):
-    manifest, ids = _local_corpus(tmp_path / "corpus", 60)
-    output = tmp_path / "labels"
+    corpus = _local_corpus(tmp_path / "corpus", 60)
+    ids, output = corpus.ids, tmp_path / "labels"
     cmd = _annotate_cmd(
-        str(manifest), str(output), *_model_flags(tiny_models), "--cpu-workers", "2", *SMALL_BATCHES
+        corpus.manifest,
+        str(output),
+        *tiny_model_flags(tiny_models),
+        "--cpu-workers",
+        "2",
+        *SMALL_BATCHES,
     )
     crashed_log = tmp_path / "crashed.log"
     crashed = _start(cmd, _cli_env(), crashed_log)
@@ -459,8 +426,8 @@ def test_a_driver_killed_mid_run_resumes_with_the_same_command_and_keeps_what_wa
     copy = shutil.copytree(staging, tmp_path / "staged-before-the-crash")
     before = _rows_in(list(copy.glob("*.parquet")))
     assert 0 < len(before) < len(ids), "the crash has to land while rows are still to do"
-    store = OutputStore(str(output))
-    assert not store.is_committed(run_id)
+    store = open_output(str(output))
+    assert not store.ledger.is_committed(run_id)
     assert store.read(["id"]).num_rows == 0, "readers must not see a crashed run"
 
     resumed_log = tmp_path / "resumed.log"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from .audiogen import encode, tone
+from .factories import Corpus, wav
 
 # Starts a Ray head and runs a job through it: about 25 s on two cores (15 s of it the job).
 pytestmark = pytest.mark.slow
@@ -49,12 +49,7 @@ UPLOAD_EXCLUDES = [
     ".ruff_cache",
     "*.egg-info",
 ]
-MANIFEST_ROWS = [
-    {"id": "with-text", "audio": "clips/with-text.wav", "text": "what a lovely day"},
-    {"id": "transcribed", "audio": "clips/transcribed.wav"},
-    {"id": "stereo-8k", "audio": "clips/stereo-8k.wav"},
-    {"id": "missing", "audio": "clips/missing.wav"},
-]
+MANIFEST_IDS = ["with-text", "transcribed", "stereo-8k", "missing"]
 SUMMARY_LINE = re.compile(r"run \S+: (\d+) rows, (\d+) ok, (\d+) error \(([^)]*)\)")
 
 HEAD_START_TIMEOUT_S = 60
@@ -256,15 +251,12 @@ def _start_head(temp_dir: Path) -> RayHead:
     return head
 
 
-def _write_corpus(root: Path) -> Path:
-    clips = root / "clips"
-    clips.mkdir(parents=True)
-    (clips / "with-text.wav").write_bytes(encode(tone(1.0, 16000), 16000, "wav"))
-    (clips / "transcribed.wav").write_bytes(encode(tone(0.8, 22050, freq_hz=330.0), 22050, "wav"))
-    (clips / "stereo-8k.wav").write_bytes(encode(tone(0.6, 8000, channels=2), 8000, "wav"))
-    manifest = root / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(row) + "\n" for row in MANIFEST_ROWS))
-    return manifest
+def _write_corpus(root: Path) -> Corpus:
+    corpus = Corpus(str(root))
+    corpus.add("with-text", wav(1.0), text="what a lovely day")
+    corpus.add("transcribed", wav(0.8, 22050, freq_hz=330.0))
+    corpus.add("stereo-8k", wav(0.6, 8000, channels=2))
+    return corpus.add("missing", missing=True)
 
 
 def _session_ray_daemons() -> dict[int, Proc]:
@@ -313,9 +305,9 @@ def _submit_args(dashboard_url: str, submission_id: str, manifest: Path, output:
 @pytest.fixture(scope="module")
 def job_run(tmp_path_factory, tiny_models, ray_cluster) -> JobRun:
     # ray_cluster: the session's own Ray is up, so teardown is shown to leave it alone.
-    corpus = tmp_path_factory.mktemp("corpus")
-    manifest = _write_corpus(corpus)
-    output = corpus / "labels"
+    root = tmp_path_factory.mktemp("corpus")
+    manifest = Path(_write_corpus(root).manifest)
+    output = root / "labels"
     session_daemons = _session_ray_daemons()
     # Short and private: Ray's socket paths must stay under the 107-byte Unix limit.
     temp_dir = Path(tempfile.mkdtemp(prefix="rayhead-"))
@@ -373,7 +365,7 @@ def test_the_job_logs_contain_the_run_summary(job_run):
 
 
 def test_the_local_output_has_one_row_per_manifest_row(job_run):
-    assert sorted(row["id"] for row in job_run.rows) == sorted(row["id"] for row in MANIFEST_ROWS)
+    assert sorted(row["id"] for row in job_run.rows) == sorted(MANIFEST_IDS)
 
 
 def test_a_missing_audio_file_is_a_missing_object_error_row(job_run):

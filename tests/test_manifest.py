@@ -12,7 +12,7 @@ import pytest
 from speech_emotion.config import ManifestConfig
 from speech_emotion.errors import ManifestError
 from speech_emotion.manifest import derive_id, read_manifest
-from speech_emotion.schema import CLIP_SCHEMA
+from speech_emotion.schema import RECORDING_SCHEMA
 
 
 def write_jsonl(path, rows) -> str:
@@ -32,7 +32,7 @@ def test_jsonl_paths_are_resolved_relative_to_the_manifest(tmp_path):
         ],
     )
     clips = read_manifest(ManifestConfig(uri=uri))
-    assert clips.schema == CLIP_SCHEMA
+    assert clips.schema == RECORDING_SCHEMA
     assert clips["audio"].to_pylist() == [
         str(tmp_path / "sub" / "a.wav"),
         str(tmp_path / "b.flac"),

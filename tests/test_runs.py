@@ -1,246 +1,213 @@
-"""Scheduled runs over a growing manifest: finished rows are skipped, failures retried up to a cap,
-each run writes its own files and counts only once committed, and a crashed run resumes."""
+"""Run bookkeeping without Ray: what is whole, what is done, what to do next, and the check that
+refuses to commit a run whose rows are not exactly what it was asked to make."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-
-import duckdb
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
+import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from speech_emotion.config import ConfigError, JobConfig, ManifestConfig, ModelConfig
-from speech_emotion.output import OutputStore
-from speech_emotion.pipeline import run
-from speech_emotion.schema import OUTPUT_SCHEMA
+from speech_emotion.errors import ConfigError
+from speech_emotion.ledger import RunLedger
+from speech_emotion.runs import (
+    History,
+    audit,
+    choose_run_id,
+    select_recordings,
+    summarise,
+)
+from speech_emotion.schema import OUTPUT_SCHEMA, RECORDING_SCHEMA
 
-from .audiogen import encode, tone
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    """A manifest that grows: call add(ids, bad=False) to append clips."""
-    folder = tmp_path / "corpus"
-    (folder / "clips").mkdir(parents=True)
-    manifest = folder / "manifest.jsonl"
-    manifest.touch()
-
-    def add(ids, *, bad: bool = False, language: str | None = None) -> None:
-        with manifest.open("a") as f:
-            for clip_id in ids:
-                path = folder / "clips" / f"{clip_id}.wav"
-                if not bad:
-                    path.write_bytes(
-                        encode(tone(0.5, 16000, 1, 200.0 + len(clip_id)), 16000, "wav")
-                    )
-                row = {"id": clip_id, "audio": f"clips/{clip_id}.wav"}
-                if language:
-                    row["language"] = language
-                f.write(json.dumps(row) + "\n")
-
-    add.manifest = str(manifest)
-    add.folder = folder
-    return add
+from .factories import clip_rows, error_row, recording, table
 
 
-def job(corpus, output, tiny_models, **overrides) -> JobConfig:
-    return JobConfig(
-        manifest=ManifestConfig(uri=corpus.manifest),
-        output=str(output),
-        models=ModelConfig(
-            mode="audio",
-            emotion_model=str(tiny_models.emotion["audio"]),
-        ),
-        **overrides,
-    )
+def rows(*groups: list[dict] | dict) -> pa.Table:
+    flat = [r for g in groups for r in (g if isinstance(g, list) else [g])]
+    return table(OUTPUT_SCHEMA, flat)
 
 
-def committed(output) -> dict[str, list[dict]]:
-    rows: dict[str, list[dict]] = {}
-    for row in OutputStore(str(output)).read().to_pylist():
-        rows.setdefault(row["id"], []).append(row)
-    return rows
+def manifest(*ids: str) -> pa.Table:
+    return table(RECORDING_SCHEMA, [recording(i) for i in ids])
 
 
-def test_a_nightly_run_does_only_new_rows_and_retries_failures(
-    corpus, tmp_path, tiny_models, ray_cluster
-):
-    out = tmp_path / "labels"
-    corpus(["a", "b"])
-    corpus(["broken"], bad=True)
-    first = run(job(corpus, out, tiny_models))
-    assert (first.rows, first.ok) == (3, 2)
-    first_files = {p: p.read_bytes() for p in out.glob("run_date=*/*.parquet")}
-
-    corpus(["c"])
-    second = run(job(corpus, out, tiny_models))
-    assert (second.rows, second.ok, second.skipped_done) == (2, 1, 2)
-
-    rows = committed(out)
-    assert sorted(rows) == ["a", "b", "broken", "c"]
-    assert [r["attempt"] for r in rows["broken"]] == [1, 2]
-    assert all(len(rows[i]) == 1 for i in "abc")
-    # Earlier runs' files are never rewritten.
-    assert all(path.read_bytes() == data for path, data in first_files.items())
-    assert len(list(out.glob("run_date=*/*.parquet"))) == 2
+# -- what is whole ------------------------------------------------------------------------------
 
 
-def test_a_row_that_keeps_failing_is_given_up_after_max_attempts(
-    corpus, tmp_path, tiny_models, ray_cluster
-):
-    out = tmp_path / "labels"
-    corpus(["a"])
-    corpus(["broken"], bad=True)
-    for _ in range(2):
-        run(job(corpus, out, tiny_models, max_attempts=2))
-    third = run(job(corpus, out, tiny_models, max_attempts=2))
-    assert (third.rows, third.skipped_done, third.skipped_exhausted) == (0, 1, 1)
-    assert [r["attempt"] for r in committed(out)["broken"]] == [1, 2]
-
-
-def test_a_crashed_run_is_invisible_until_resumed_and_rows_it_wrote_are_not_redone(
-    corpus, tmp_path, tiny_models, ray_cluster
-):
-    corpus(["a", "b", "c", "d"])
-    scratch = tmp_path / "scratch"
-    run(job(corpus, scratch, tiny_models))
-    finished = {r["id"]: r for r in OutputStore(str(scratch)).read().to_pylist()}
-
-    # What a crash leaves behind: a started run with some rows staged and one torn file.
-    out = tmp_path / "labels"
-    store = OutputStore(str(out))
-    store.start("crashed-run")
-    staging = out / "_staging" / "crashed-run"
-    staged = OutputStore(str(scratch)).read().filter(pads.field("id").isin(["a", "b"]))
-    pq.write_table(staged.cast(OUTPUT_SCHEMA), staging / "part-1.parquet")
-    (staging / "part-2.parquet").write_bytes(b"PAR1 torn mid-write")
-    assert store.read().num_rows == 0
-    assert store.uncommitted_runs() == ["crashed-run"]
-
-    resumed = run(job(corpus, out, tiny_models))
-    assert (resumed.run_id, resumed.resumed, resumed.rows) == ("crashed-run", True, 4)
-    rows = committed(out)
-    assert sorted(rows) == ["a", "b", "c", "d"] and all(len(r) == 1 for r in rows.values())
-    for clip_id in "ab":
-        assert rows[clip_id][0]["processed_at"] == finished[clip_id]["processed_at"]
-    assert store.uncommitted_runs() == []
-
-
-def test_a_committed_run_id_cannot_be_reused(corpus, tmp_path, tiny_models, ray_cluster):
-    out = tmp_path / "labels"
-    corpus(["a"])
-    run(job(corpus, out, tiny_models, run_id="2026-11-24"))
-    with pytest.raises(ConfigError, match="already committed"):
-        run(job(corpus, out, tiny_models, run_id="2026-11-24"))
-
-
-def test_audio_outside_the_manifests_folder_is_refused_as_an_error_row(
-    corpus, tmp_path, tiny_models, ray_cluster
-):
-    outside = tmp_path / "elsewhere.wav"
-    outside.write_bytes(encode(tone(0.5, 16000, 1), 16000, "wav"))
-    corpus(["a"])
-    with open(corpus.manifest, "a") as f:
-        f.write(json.dumps({"id": "sneaky", "audio": "../elsewhere.wav"}) + "\n")
-    out = tmp_path / "labels"
-    run(job(corpus, out, tiny_models))
-    sneaky = committed(out)["sneaky"][0]
-    assert sneaky["error_code"] == "outside_allowed_prefixes"
-    assert str(outside) in sneaky["error"]
-    assert committed(out)["a"][0]["status"] == "ok"
-
-
-def test_an_analyst_reads_the_output_with_duckdb_and_pyarrow(
-    corpus, tmp_path, tiny_models, ray_cluster
-):
-    out = tmp_path / "labels"
-    corpus(["a", "b"], language="en")
-    corpus(["c"], language="es")
-    corpus(["gone"], bad=True)
-    run(job(corpus, out, tiny_models))
-    files = f"{out}/run_date=*/*.parquet"
-
-    by_emotion = duckdb.sql(
-        f"SELECT emotion, count(*) FROM '{files}' WHERE status = 'ok' GROUP BY emotion"
-    ).fetchall()
-    assert sum(n for _, n in by_emotion) == 3
-    by_language = dict(
-        duckdb.sql(f"SELECT language, count(*) FROM '{files}' GROUP BY language").fetchall()
-    )
-    assert by_language == {"en": 2, "es": 1, None: 1}
-    errors_by_stage = duckdb.sql(
-        f"SELECT split_part(error, ':', 1) AS stage, error_code, count(*) FROM '{files}' "
-        "WHERE status = 'error' GROUP BY ALL"
-    ).fetchall()
-    assert errors_by_stage == [("decode", "missing_object", 1)]
-    top_angry = duckdb.sql(
-        f"SELECT id, scores['angry'] FROM '{files}' WHERE status = 'ok' ORDER BY 2 DESC LIMIT 1"
-    ).fetchall()
-    assert top_angry[0][0] in {"a", "b", "c"}
-    run_dates = duckdb.sql(
-        f"SELECT DISTINCT run_date FROM read_parquet('{files}', hive_partitioning = true)"
-    ).fetchall()
-    assert len(run_dates) == 1
-
-    dataset = pads.dataset(out, format="parquet", partitioning="hive")
-    table = dataset.to_table()
-    assert table.num_rows == 4 and "run_date" in table.column_names
-    assert pq.read_schema(next(out.glob("run_date=*/*.parquet"))).metadata == OUTPUT_SCHEMA.metadata
-
-
-def test_the_runs_command_lists_committed_and_unfinished_runs(
-    corpus, tmp_path, tiny_models, ray_cluster
-):
-    out = tmp_path / "labels"
-    corpus(["a"])
-    summary = run(job(corpus, out, tiny_models))
-    OutputStore(str(out)).start("still-running")
-    listing = subprocess.run(
-        [sys.executable, "-m", "speech_emotion.cli", "runs", str(out)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert summary.run_id in listing
-    assert "still-running" in listing and "not committed" in listing
-    shutil.rmtree(out / "_staging")
-
-
-def test_many_small_staged_files_are_compacted_into_few_full_ones(tmp_path, monkeypatch):
-    import datetime as dt
-
-    import pyarrow as pa
-
-    from speech_emotion import output
-
-    monkeypatch.setattr(output, "ROWS_PER_FILE", 4)
-    store = OutputStore(str(tmp_path / "labels"))
-    store.start("r1")
-    now = dt.datetime.now(dt.timezone.utc)
-    for part in range(5):
-        rows = [
-            {
-                "id": f"{part}-{i}",
-                "audio": "x.wav",
-                "status": "error",
-                "start_s": 0.0,
-                "mode": "audio",
-                "attempt": 1,
-                "run_id": "r1",
-                "processed_at": now,
-            }
-            for i in range(2)
-        ]
-        pq.write_table(
-            pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA),
-            tmp_path / "labels" / "_staging" / "r1" / f"part-{part}.parquet",
+def test_one_error_row_or_a_full_set_of_clips_is_whole():
+    checked = audit(
+        rows(
+            error_row("failed"),
+            clip_rows("file"),
+            clip_rows("call", 3, channels=[0, 1]),
         )
-    files = store.compact("r1", run_date="2026-11-24")
-    sizes = [pq.read_metadata(tmp_path / "labels" / f).num_rows for f in files]
-    assert sizes == [4, 4, 2]
-    assert files[0] == "run_date=2026-11-24/r1-00000.parquet"
-    assert store.read_files(files, ["id"]).num_rows == 10
+    )
+    assert checked.whole == {"failed", "file", "call"} and checked.broken == {}
+
+
+def test_a_missing_last_clip_is_caught_by_the_count():
+    partial = clip_rows("call", 4)[:3]
+    assert audit(rows(partial)).broken == {"call": "3 clip rows for segment_count 4"}
+
+
+def test_a_doubled_clip_is_caught():
+    doubled = clip_rows("call", 2)
+    doubled[1] = doubled[0]
+    assert "not 0..1 once each" in audit(rows(doubled)).broken["call"]
+
+
+def test_an_error_row_beside_clips_is_caught():
+    checked = audit(rows(error_row("x"), clip_rows("x")))
+    assert checked.broken == {"x": "1 recording-level error rows among 2 rows"}
+
+
+recordings_strategy = st.dictionaries(
+    st.text("abc", min_size=1, max_size=3),
+    st.one_of(
+        st.none(),  # a recording-level error
+        st.tuples(st.integers(1, 4), st.sampled_from([(None,), (0,), (0, 1)])),
+    ),
+    max_size=6,
+)
+
+
+def whole_rows(recordings: dict) -> list[dict]:
+    out: list[dict] = []
+    for recording_id, shape in recordings.items():
+        if shape is None:
+            out.append(error_row(recording_id))
+        else:
+            count, channels = shape
+            out += clip_rows(recording_id, count, channels=channels)
+    return out
+
+
+@given(recordings_strategy, st.data())
+def test_whole_recordings_pass_and_losing_or_doubling_any_row_is_caught(recordings, data):
+    made = whole_rows(recordings)
+    assert audit(rows(made)).whole == set(recordings)
+    if not made:
+        return
+    victim = data.draw(st.integers(0, len(made) - 1))
+    lost = made[:victim] + made[victim + 1 :]
+    damaged = made[victim]["id"]
+    left = sum(r["id"] == damaged for r in lost)
+    assert damaged not in audit(rows(lost)).whole
+    assert (damaged in audit(rows(lost)).broken) == (left > 0)
+    doubled = [*made, made[victim]]
+    assert damaged in audit(rows(doubled)).broken
+
+
+# -- what is done -------------------------------------------------------------------------------
+
+
+def test_a_recording_is_done_when_one_attempt_is_all_ok():
+    committed = rows(
+        clip_rows("ok-first", attempt=1),
+        error_row("retried", attempt=1),
+        clip_rows("retried", attempt=2),
+        error_row("failing", attempt=1),
+        error_row("failing", attempt=2),
+        clip_rows("half", 2, attempt=1)[:1],
+        clip_rows("half", 2, attempt=1, status="error", error_code="unsupported_language")[1:],
+    )
+    history = History.of(committed)
+    assert history.done == {"ok-first", "retried"}
+    assert history.attempts == {"failing": 2, "half": 1}
+
+
+def test_a_resumed_runs_partial_recordings_are_neither_done_nor_kept():
+    staged = rows(clip_rows("whole", 2), clip_rows("cut", 3)[:2], error_row("failed"))
+    history = History.of(rows(), staged)
+    assert history.staged == {"whole", "failed"}
+    assert history.partial == {"cut"}
+
+
+def test_selection_skips_done_and_staged_and_gives_up_after_max_attempts():
+    history = History(done={"done"}, attempts={"tried-once": 1, "tried-twice": 2}, staged={"s"})
+    selection = select_recordings(
+        manifest("new", "done", "tried-once", "tried-twice", "s"), history, max_attempts=2
+    )
+    todo = selection.todo.to_pylist()
+    assert [(r["id"], r["attempt"]) for r in todo] == [("new", 1), ("tried-once", 2)]
+    assert selection.expected_ids == {"new", "tried-once", "s"}
+    assert (selection.skipped_done, selection.skipped_exhausted) == (1, 1)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["new", "done", "staged", "failed"]), st.integers(0, 4)),
+        max_size=12,
+    ),
+    st.integers(1, 4),
+)
+def test_every_manifest_row_is_todo_done_staged_or_exhausted_and_only_one(kinds, max_attempts):
+    ids = [f"r{i}" for i in range(len(kinds))]
+    history = History(
+        done={i for i, (k, _) in zip(ids, kinds, strict=True) if k == "done"},
+        staged={i for i, (k, _) in zip(ids, kinds, strict=True) if k == "staged"},
+        attempts={i: n for i, (k, n) in zip(ids, kinds, strict=True) if k == "failed" and n},
+    )
+    selection = select_recordings(manifest(*ids), history, max_attempts)
+    todo = set(selection.todo["id"].to_pylist())
+    assert not todo & (history.done | history.staged)
+    assert len(todo) + selection.skipped_done + selection.skipped_exhausted + len(
+        history.staged
+    ) == len(ids)
+    assert selection.expected_ids == todo | history.staged
+
+
+# -- which run ----------------------------------------------------------------------------------
+
+
+def test_a_new_run_gets_a_new_id_and_an_unfinished_one_is_resumed(tmp_path):
+    ledger = RunLedger(str(tmp_path / "out"))
+    run_id, resumed = choose_run_id(None, ledger)
+    assert not resumed and run_id[:8].isdigit()
+    ledger.start("crashed")
+    assert choose_run_id(None, ledger) == ("crashed", True)
+    assert choose_run_id("nightly", ledger) == ("nightly", False)
+
+
+def test_a_committed_run_id_is_refused(tmp_path):
+    from .test_ledger import record
+
+    ledger = RunLedger(str(tmp_path / "out"))
+    ledger.write_record(record("2026-11-24"))
+    with pytest.raises(ConfigError, match="already committed"):
+        choose_run_id("2026-11-24", ledger)
+
+
+# -- the check before committing ----------------------------------------------------------------
+
+
+def selection_of(*ids: str):
+    return select_recordings(manifest(*ids), History(), max_attempts=3)
+
+
+def test_the_summary_counts_rows_recordings_errors_and_audio():
+    written = rows(
+        clip_rows("a", 2, duration_s=1.5),
+        error_row("b", "too_short", duration_s=0.05),
+        clip_rows("c", duration_s=2.0),
+    )
+    summary = summarise("r", selection_of("a", "b", "c"), written, wall_s=2.0, resumed=False)
+    assert (summary.rows, summary.recordings, summary.ok) == (4, 3, 3)
+    assert summary.errors == {"too_short": 1}
+    assert summary.audio_s == pytest.approx(5.0)
+    assert summary.audio_s_per_s == pytest.approx(2.5)
+    assert str(summary).startswith("run r: 4 rows of 3 recordings, 3 ok, 1 error (too_short 1)")
+
+
+@pytest.mark.parametrize(
+    ("written", "problem"),
+    [
+        (rows(clip_rows("a")), "1 missing"),
+        (rows(clip_rows("a"), clip_rows("b"), clip_rows("c")), "1 unexpected"),
+        (rows(clip_rows("a"), clip_rows("b", 2)[:1]), "1 not whole"),
+        (rows(clip_rows("a"), clip_rows("b"), clip_rows("b")), "1 not whole"),
+    ],
+)
+def test_a_run_that_lost_doubled_or_added_rows_is_not_committed(written, problem):
+    with pytest.raises(RuntimeError, match=f"{problem}.*not committed"):
+        summarise("r", selection_of("a", "b"), written, wall_s=1.0, resumed=False)

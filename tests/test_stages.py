@@ -1,60 +1,46 @@
-"""The stages, called directly (no Ray): same rows out as in, in order, failures carried along."""
+"""The stages, called directly (no Ray): one row per clip out of the decode stage, the same rows in
+the same order out of the model stage, failures carried along."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from speech_emotion import stages
-from speech_emotion.config import DecodeConfig, ModelConfig
+from speech_emotion.annotator import Annotator
+from speech_emotion.clips import Clip
+from speech_emotion.config import DecodeConfig
 from speech_emotion.features import FeatureSpec, WhisperFeatureSpec
-from speech_emotion.schema import CLIP_SCHEMA, DECODED_SCHEMA, OUTPUT_SCHEMA
-from speech_emotion.stages import DecodeStage, ModelPlan, ModelStage
+from speech_emotion.plan import ModelPlan
+from speech_emotion.schema import DECODED_SCHEMA, OUTPUT_SCHEMA, RECORDING_SCHEMA
+from speech_emotion.stages import DecodeStage, ModelStage
 
-from .audiogen import encode, tone
+from .factories import FakeClassifier, FakeTranscriber, recording, table, tiny_model_config, wav
 
 
-def clips_table(
-    tmp_path, specs: list[tuple[str, float | None, str | None, str | None]]
-) -> pa.Table:
+def recordings(tmp_path, specs: list[tuple[str, float | None, str | None, str | None]]) -> pa.Table:
     """specs: (id, seconds or None for a missing file, text, language)."""
     rows = []
     for clip_id, seconds, text, language in specs:
         path = tmp_path / f"{clip_id}.wav"
         if seconds is not None:
-            path.write_bytes(encode(tone(seconds, 16000, 1, freq_hz=300.0), 16000, "wav"))
-        rows.append(
-            {
-                "id": clip_id,
-                "audio": str(path),
-                "text": text,
-                "language": language,
-                "start_s": 0.0,
-                "end_s": None,
-                "attempt": 1,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=CLIP_SCHEMA)
+            path.write_bytes(wav(seconds))
+        rows.append(recording(clip_id, audio=str(path), text=text, language=language))
+    return table(RECORDING_SCHEMA, rows)
 
 
-def decode(stage: DecodeStage, table: pa.Table) -> pa.Table:
+def decode(stage: DecodeStage, batch: pa.Table) -> pa.Table:
     """All the blocks the decode stage yields for one batch, as one table."""
-    return pa.concat_tables(stage(table))
+    return pa.concat_tables(stage(batch))
 
 
 def model_stage(tiny_models, *, needs_whisper: bool = True, mode: str = "concat") -> ModelStage:
-    config = ModelConfig(
-        mode=mode,
-        emotion_model=str(tiny_models.emotion[mode]),
-        text_encoder=str(tiny_models.text_encoder),
-        whisper_model=str(tiny_models.whisper),
-    )
+    config = tiny_model_config(tiny_models, mode)
     return ModelStage(config, ModelPlan(run_id="test-run", needs_whisper=needs_whisper))
 
 
@@ -68,21 +54,8 @@ def features(tiny_models, mode: str = "concat") -> FeatureSpec:
     return FeatureSpec.from_config((folder / "preprocessor_config.json").read_bytes(), str(folder))
 
 
-class CountingTranscriber:
-    """Wraps the real transcriber and records how many clips each call got."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.calls: list[int] = []
-        self.languages = inner.languages
-
-    def transcribe(self, waveforms, languages, *, features=None):
-        self.calls.append(len(waveforms))
-        return self.inner.transcribe(waveforms, languages, features=features)
-
-
 def test_decode_keeps_rows_in_order_and_marks_failures(tmp_path):
-    table = clips_table(
+    table = recordings(
         tmp_path,
         [
             ("a", 0.5, None, None),
@@ -100,56 +73,88 @@ def test_decode_keeps_rows_in_order_and_marks_failures(tmp_path):
     assert out["duration_s"].to_pylist()[2] == pytest.approx(0.05)
 
 
+def test_a_whole_file_is_one_clip_and_a_failed_recording_one_row_without_a_clip(tmp_path):
+    table = recordings(tmp_path, [("a", 0.5, None, None), ("gone", None, None, None)])
+    out = decode(DecodeStage(DecodeConfig()), table).to_pylist()
+    whole, failed = out
+    assert (whole["channel"], whole["segment_index"], whole["segment_count"]) == (None, 0, 1)
+    assert (whole["start_s"], whole["end_s"], whole["duration_s"]) == (0.0, 0.5, 0.5)
+    assert (failed["channel"], failed["segment_index"], failed["segment_count"]) == (None,) * 3
+    assert (failed["start_s"], failed["end_s"], failed["duration_s"]) == (0.0, None, None)
+
+
+def halves(audio) -> list[Clip]:
+    """A clipper that cuts every recording in two."""
+    mid = len(audio.waveform) // 2
+    end = len(audio.waveform)
+    return [
+        Clip(0, mid, 0.0, mid / 16000, segment_index=0, segment_count=2),
+        Clip(mid, end, mid / 16000, end / 16000, segment_index=1, segment_count=2),
+    ]
+
+
+def test_a_clipper_makes_one_row_per_clip_each_with_its_own_samples_and_features(
+    tiny_models, tmp_path
+):
+    table = recordings(
+        tmp_path, [("a", 1.0, None, None), ("gone", None, None, None), ("b", 0.6, "hi", None)]
+    )
+    stage = DecodeStage(DecodeConfig(), features=features(tiny_models), clipper=halves)
+    out = decode(stage, table)
+    assert out["id"].to_pylist() == ["a", "a", "gone", "b", "b"]
+    assert out["segment_index"].to_pylist() == [0, 1, None, 0, 1]
+    assert out["start_s"].to_pylist() == [0.0, 0.5, 0.0, 0.0, 0.3]
+    assert out["end_s"].to_pylist() == [0.5, 1.0, None, 0.3, 0.6]
+    assert out["text"].to_pylist() == [None, None, None, "hi", "hi"]
+    # Half a second is 48 fbank frames, stacked in pairs; the features are the slice's own.
+    assert out["audio_feature_frames"].to_pylist() == [24, 24, None, 14, 14]
+    # Only clips Whisper will hear keep their samples.
+    assert [len(w) for w in out["waveform"].to_pylist()] == [8000, 8000, 0, 0, 0]
+
+
+def test_the_model_stage_puts_the_annotators_results_in_their_columns(tiny_models, tmp_path):
+    table = recordings(
+        tmp_path,
+        [("given", 0.6, "hello", None), ("heard", 0.8, None, "es"), ("gone", None, None, None)],
+    )
+    stage = model_stage(tiny_models)
+    classifier, transcriber = FakeClassifier(), FakeTranscriber()
+    stage.annotator = Annotator(classifier, transcriber, language="en")
+    out = {row["id"]: row for row in stage(decode(DecodeStage(DecodeConfig()), table)).to_pylist()}
+    assert transcriber.calls == [[12800]]
+    heard, given, gone = out["heard"], out["given"], out["gone"]
+    assert (heard["transcript"], heard["language"], heard["whisper_model"]) == (
+        "heard 12800",
+        "es",
+        str(tiny_models.whisper),
+    )
+    assert (given["transcript"], given["language"], given["whisper_model"]) == ("hello", "en", None)
+    [expected] = FakeClassifier().classify([np.zeros(12800)], ["heard 12800"])
+    probabilities = dict(heard["scores"])
+    assert list(probabilities) == list(classifier.labels)
+    assert list(probabilities.values()) == pytest.approx(expected.tolist())
+    assert heard["emotion"] == max(probabilities, key=probabilities.get)
+    assert heard["emotion_model"] == str(tiny_models.emotion["concat"])
+    assert (gone["status"], gone["error_code"], gone["scores"], gone["emotion_model"]) == (
+        "error",
+        "missing_object",
+        None,
+        None,
+    )
+
+
 def test_decode_splits_a_batch_into_blocks_of_bounded_audio(tmp_path, monkeypatch):
     # Two seconds of audio per block: a batch of long files must not become one huge block.
     monkeypatch.setattr(stages, "_MAX_BLOCK_SAMPLES", 2 * 16000)
     specs = [("a", 1.0), ("b", 1.5), ("gone", None), ("c", 3.0), ("d", 0.5)]
-    table = clips_table(tmp_path, [(clip_id, s, None, None) for clip_id, s in specs])
+    table = recordings(tmp_path, [(clip_id, s, None, None) for clip_id, s in specs])
     blocks = list(DecodeStage(DecodeConfig())(table))
     assert [block["id"].to_pylist() for block in blocks] == [["a", "b"], ["gone", "c"], ["d"]]
     assert all(block.schema == DECODED_SCHEMA for block in blocks)
 
 
-def concurrent_reads(monkeypatch) -> list[int]:
-    """Records, at each read, how many reads are running at once."""
-    running, seen, lock = [0], [], threading.Lock()
-    real = stages.read_bytes
-
-    def read(uri: str) -> bytes:
-        with lock:
-            running[0] += 1
-            seen.append(running[0])
-        time.sleep(0.05)
-        try:
-            return real(uri)
-        finally:
-            with lock:
-                running[0] -= 1
-
-    monkeypatch.setattr(stages, "read_bytes", read)
-    return seen
-
-
-def test_decode_reads_small_files_ahead_on_several_threads(tmp_path, monkeypatch):
-    seen = concurrent_reads(monkeypatch)
-    table = clips_table(tmp_path, [(f"c{i}", 0.2, None, None) for i in range(12)])
-    decode(DecodeStage(DecodeConfig(fetch_threads=4)), table)
-    assert max(seen) >= 3
-
-
-def test_decode_reads_large_files_one_ahead_so_memory_stays_bounded(tmp_path, monkeypatch):
-    # Each 2 s WAV is 64 kB; a budget of 100 kB fits one of them ahead of the decoder: the file
-    # being decoded (or awaited) and one more.
-    monkeypatch.setattr(stages, "_MAX_READ_AHEAD_BYTES", 100_000)
-    seen = concurrent_reads(monkeypatch)
-    table = clips_table(tmp_path, [(f"c{i}", 2.0, None, None) for i in range(6)])
-    out = decode(DecodeStage(DecodeConfig(fetch_threads=4)), table)
-    assert out["error_code"].to_pylist() == [None] * 6
-    assert max(seen) <= 2
-
-
 def test_decode_refuses_files_longer_than_the_maximum(tmp_path):
-    table = clips_table(tmp_path, [("long", 3.0, None, None)])
+    table = recordings(tmp_path, [("long", 3.0, None, None)])
     out = decode(DecodeStage(DecodeConfig(max_duration_s=2.0)), table)
     assert out["error_code"].to_pylist() == ["too_long"]
     assert "longer than the 2 s limit" in out["error"][0].as_py()
@@ -158,7 +163,7 @@ def test_decode_refuses_files_longer_than_the_maximum(tmp_path):
 def test_decode_computes_the_emotion_features_and_keeps_audio_only_for_whisper(
     tiny_models, tmp_path
 ):
-    table = clips_table(
+    table = recordings(
         tmp_path,
         [("given", 0.6, "hello", None), ("heard", 0.8, None, None), ("gone", None, None, None)],
     )
@@ -175,7 +180,7 @@ def test_decode_computes_the_emotion_features_and_keeps_audio_only_for_whisper(
 
 
 def test_decode_gives_whisper_its_features_for_clips_that_fit_its_window(tiny_models, tmp_path):
-    table = clips_table(
+    table = recordings(
         tmp_path,
         [("given", 0.6, "hello", None), ("heard", 0.8, None, None), ("long", 30.5, None, None)],
     )
@@ -194,7 +199,7 @@ def test_decode_gives_whisper_its_features_for_clips_that_fit_its_window(tiny_mo
 
 def test_a_decode_worker_computes_features_without_importing_torch(tiny_models, tmp_path):
     # torch costs every decode worker about 150 MB and a second of start-up, for nothing.
-    table = clips_table(tmp_path, [("a", 0.6, None, None)])
+    table = recordings(tmp_path, [("a", 0.6, None, None)])
     pq.write_table(table, tmp_path / "clips.parquet")
     folder = tiny_models.emotion["concat"]
     script = f"""
@@ -217,7 +222,7 @@ print(sorted(m for m in ("torch", "transformers.models") if m in sys.modules))
 
 
 def test_features_from_decode_give_the_labels_the_waveforms_give(tiny_models, tmp_path):
-    table = clips_table(
+    table = recordings(
         tmp_path, [("a", 0.6, None, None), ("b", 1.3, "hi there", None), ("c", 0.45, None, None)]
     )
     stage = model_stage(tiny_models)
@@ -233,7 +238,7 @@ def test_features_from_decode_give_the_labels_the_waveforms_give(tiny_models, tm
 
 
 def test_only_rows_without_a_transcript_go_through_whisper(tiny_models, tmp_path):
-    table = clips_table(
+    table = recordings(
         tmp_path,
         [
             ("given", 0.6, "hello world", None),
@@ -242,10 +247,10 @@ def test_only_rows_without_a_transcript_go_through_whisper(tiny_models, tmp_path
         ],
     )
     stage = model_stage(tiny_models)
-    stage.transcriber = spy = CountingTranscriber(stage.transcriber)
+    stage.annotator.transcriber = spy = FakeTranscriber()
     out = stage(decode(DecodeStage(DecodeConfig()), table))
     assert out.schema == OUTPUT_SCHEMA
-    assert spy.calls == [2]
+    assert spy.calls == [[12800, 6400]]
     rows = {row["id"]: row for row in out.to_pylist()}
     assert rows["given"]["transcript_source"] == "manifest"
     assert (
@@ -256,22 +261,22 @@ def test_only_rows_without_a_transcript_go_through_whisper(tiny_models, tmp_path
 
 def test_whisper_is_not_loaded_when_every_row_has_a_transcript(tiny_models, tmp_path):
     stage = model_stage(tiny_models, needs_whisper=False)
-    assert stage.transcriber is None
-    table = clips_table(tmp_path, [("a", 0.5, "hello", None)])
+    assert stage.annotator.transcriber is None
+    table = recordings(tmp_path, [("a", 0.5, "hello", None)])
     assert stage(decode(DecodeStage(DecodeConfig()), table))["status"].to_pylist() == ["ok"]
 
 
 def test_audio_mode_needs_neither_whisper_nor_text(tiny_models, tmp_path):
     stage = model_stage(tiny_models, mode="audio")
-    assert stage.transcriber is None
-    table = clips_table(tmp_path, [("a", 0.5, None, None)])
+    assert stage.annotator.transcriber is None
+    table = recordings(tmp_path, [("a", 0.5, None, None)])
     out = stage(decode(DecodeStage(DecodeConfig()), table))
     row = out.to_pylist()[0]
     assert (row["status"], row["transcript"], row["text_encoder"]) == ("ok", None, None)
 
 
 def test_a_language_whisper_does_not_know_is_an_error_row_not_a_crash(tiny_models, tmp_path):
-    table = clips_table(tmp_path, [("odd", 0.5, None, "klingon"), ("fine", 0.5, None, None)])
+    table = recordings(tmp_path, [("odd", 0.5, None, "klingon"), ("fine", 0.5, None, None)])
     out = model_stage(tiny_models)(decode(DecodeStage(DecodeConfig()), table)).to_pylist()
     assert out[0]["error_code"] == "unsupported_language"
     assert out[0]["error"].startswith("transcribe: language 'klingon'")
@@ -279,7 +284,7 @@ def test_a_language_whisper_does_not_know_is_an_error_row_not_a_crash(tiny_model
 
 
 def test_decode_failures_pass_through_the_model_stage_untouched(tiny_models, tmp_path):
-    table = clips_table(tmp_path, [("gone", None, None, None)])
+    table = recordings(tmp_path, [("gone", None, None, None)])
     row = model_stage(tiny_models)(decode(DecodeStage(DecodeConfig()), table)).to_pylist()[0]
     assert (row["status"], row["error_code"], row["run_id"]) == (
         "error",

@@ -149,10 +149,10 @@ def build_tiny_emotion_model(
         right_max_position_embeddings=4,
         add_adapter=False,
         use_weighted_layer_sum=use_weighted_layer_sum,
-        num_labels=num_labels,
         # Like the published config: an architecture transformers does not have.
         architectures=["Wav2Vec2BertForSpeechClassification"],
     )
+    config.num_labels = num_labels
     encoder = Wav2Vec2BertModel(config)
     state = {f"wav2vec2_bert.{k}": v for k, v in encoder.state_dict().items()}
     state.setdefault("wav2vec2_bert.masked_spec_embed", torch.rand(hidden_size))

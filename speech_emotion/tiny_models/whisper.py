@@ -133,10 +133,17 @@ def _tokenizer() -> WhisperTokenizer:
     return tokenizer
 
 
+def _token_id(tokenizer: WhisperTokenizer, token: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(token_id, int):
+        raise TypeError(f"{token!r} is not one token: {token_id}")
+    return token_id
+
+
 def _model_config(tokenizer: WhisperTokenizer) -> WhisperConfig:
     from transformers import WhisperConfig
 
-    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    eot = _token_id(tokenizer, "<|endoftext|>")
     return WhisperConfig(
         vocab_size=len(tokenizer),
         num_mel_bins=_N_MELS,
@@ -152,9 +159,9 @@ def _model_config(tokenizer: WhisperTokenizer) -> WhisperConfig:
         bos_token_id=eot,
         eos_token_id=eot,
         pad_token_id=eot,
-        decoder_start_token_id=tokenizer.convert_tokens_to_ids("<|startoftranscript|>"),
+        decoder_start_token_id=_token_id(tokenizer, "<|startoftranscript|>"),
         suppress_tokens=[],
-        begin_suppress_tokens=[tokenizer.convert_tokens_to_ids("Ġ"), eot],
+        begin_suppress_tokens=[_token_id(tokenizer, "Ġ"), eot],
         # An output projection of its own, so that shaping the logits leaves the inputs alone.
         tie_word_embeddings=False,
     )

@@ -1,0 +1,191 @@
+"""What happens to a batch of clips once decoded: Whisper where a transcript is missing, then the
+emotion model. No Ray, no Arrow, no model loading: the models come in as arguments, so the model
+stage, the one-file API and the benchmarks run the same code, and tests can pass fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from .errors import ErrorCode, RowError
+from .schema import SOURCE_MANIFEST, SOURCE_WHISPER
+
+if TYPE_CHECKING:
+    from .asr import Transcript
+    from .features import ClipFeatures
+
+__all__ = ["Transcriber", "Classifier", "ClipInput", "Annotation", "Annotator"]
+
+
+class Transcriber(Protocol):
+    """Speech to text for batches of 16 kHz mono clips (:class:`asr.WhisperTranscriber`)."""
+
+    @property
+    def languages(self) -> Sequence[str]:
+        """Language codes a clip may be forced to."""
+        ...
+
+    def transcribe(
+        self,
+        waveforms: Sequence[np.ndarray],
+        languages: Sequence[str | None],
+        *,
+        features: Sequence[np.ndarray | None] | None = None,
+    ) -> list[Transcript]: ...
+
+
+class Classifier(Protocol):
+    """Label probabilities for batches of clips (:class:`emotion.EmotionClassifier`)."""
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    @property
+    def needs_audio(self) -> bool: ...
+
+    @property
+    def needs_text(self) -> bool: ...
+
+    def classify(
+        self,
+        waveforms: Sequence[np.ndarray] | None,
+        texts: Sequence[str] | None,
+        *,
+        features: Sequence[ClipFeatures] | None = None,
+    ) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ClipInput:
+    """One decoded clip, as the decode stage hands it on."""
+
+    waveform: np.ndarray
+    """16 kHz mono samples; may be empty where the features below make them unnecessary."""
+    text: str | None = None
+    """Transcript from the manifest; None sends the clip through Whisper."""
+    language: str | None = None
+    """Language from the manifest; None: the job's, else detected."""
+    features: ClipFeatures | None = None
+    """The emotion model's input features, if computed already."""
+    log_mel: np.ndarray | None = None
+    """Whisper's log-mel, if computed already."""
+
+
+@dataclass
+class Annotation:
+    """What the models said about one clip, or why they could not say it."""
+
+    language: str | None = None
+    language_probability: float | None = None
+    transcript: str | None = None
+    transcript_source: str | None = None
+    transcript_suppressed: bool | None = None
+    emotion: str | None = None
+    emotion_score: float | None = None
+    scores: dict[str, float] | None = None
+    error_code: str | None = None
+    error: str | None = None
+    """The reason, prefixed by the step that failed."""
+
+    def fail(self, error: RowError, step: str) -> None:
+        self.error_code, self.error = error.code.value, error.reason(step)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+    @property
+    def heard_by_whisper(self) -> bool:
+        return self.transcript_source == SOURCE_WHISPER
+
+
+class Annotator:
+    """Transcribes where needed and classifies, for any models that fit the protocols."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        transcriber: Transcriber | None = None,
+        *,
+        language: str | None = None,
+    ) -> None:
+        """``language``: the job's language for clips that do not say; None to detect it."""
+        self.classifier = classifier
+        self.transcriber = transcriber
+        self.language = language
+
+    def annotate(self, clips: Sequence[ClipInput]) -> list[Annotation]:
+        """One annotation per clip, in order; a clip that cannot be annotated says why."""
+        out = [Annotation(language=clip.language) for clip in clips]
+        live = list(range(len(clips)))
+        if self.classifier.needs_text:
+            live = self._transcribe(clips, out, live)
+        self._classify(clips, out, live)
+        return out
+
+    def _transcribe(
+        self, clips: Sequence[ClipInput], out: list[Annotation], live: list[int]
+    ) -> list[int]:
+        """Fills transcripts; returns the clips still alive."""
+        pending: list[int] = []
+        for i in live:
+            clip, note = clips[i], out[i]
+            note.language = clip.language or self.language
+            if clip.text is not None:
+                note.transcript, note.transcript_source = clip.text, SOURCE_MANIFEST
+            elif self._unsupported(note.language):
+                note.fail(
+                    RowError(
+                        ErrorCode.UNSUPPORTED_LANGUAGE,
+                        f"language {note.language!r} is not one Whisper knows; "
+                        "use a code such as en, es or auto",
+                    ),
+                    "transcribe",
+                )
+            else:
+                pending.append(i)
+        if pending:
+            if self.transcriber is None:
+                raise RuntimeError("clips need Whisper but no transcriber was given")
+            transcripts = self.transcriber.transcribe(
+                [clips[i].waveform for i in pending],
+                [out[i].language for i in pending],
+                features=[clips[i].log_mel for i in pending],
+            )
+            for i, transcript in zip(pending, transcripts, strict=True):
+                note = out[i]
+                note.transcript, note.transcript_source = transcript.text, SOURCE_WHISPER
+                note.transcript_suppressed = transcript.suppressed
+                note.language = transcript.language
+                note.language_probability = transcript.language_probability
+        return [i for i in live if out[i].ok]
+
+    def _unsupported(self, language: str | None) -> bool:
+        if language is None or self.transcriber is None:
+            return False
+        return language not in self.transcriber.languages
+
+    def _classify(self, clips: Sequence[ClipInput], out: list[Annotation], live: list[int]) -> None:
+        if not live:
+            return
+        classifier = self.classifier
+        waves = features = None
+        if classifier.needs_audio:
+            # Features come from the decode stage in a job; clips decoded without them (the
+            # one-file API) still work from the waveforms.
+            computed = [clips[i].features for i in live]
+            if all(f is not None for f in computed):
+                features = [f for f in computed if f is not None]
+            else:
+                waves = [clips[i].waveform for i in live]
+        texts = [out[i].transcript or "" for i in live] if classifier.needs_text else None
+        probabilities = classifier.classify(waves, texts, features=features)
+        labels = classifier.labels
+        for i, probs in zip(live, probabilities, strict=True):
+            top = int(np.argmax(probs))
+            out[i].emotion, out[i].emotion_score = labels[top], float(probs[top])
+            out[i].scores = dict(zip(labels, probs.tolist(), strict=True))

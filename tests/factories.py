@@ -1,0 +1,245 @@
+"""What tests build: rows from the schema's own defaults, corpora on disk or in S3, the tiny
+models' settings, fake models for the annotator, and speech with pauses where the tests put them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+
+from speech_emotion.asr import Transcript
+from speech_emotion.config import JobConfig, ManifestConfig, ModelConfig, OutputConfig
+from speech_emotion.emotion import EN_LABELS
+from speech_emotion.schema import OUTPUT_SCHEMA, RECORDING_SCHEMA
+
+from .audiogen import encode, tone
+
+ROOT = Path(__file__).resolve().parent.parent
+ESPEAK_CLIPS = ROOT / "examples" / "corpus" / "clips"
+RATE_HZ = 16000
+
+# -- rows ---------------------------------------------------------------------------------------
+
+
+def _zero(field: pa.Field) -> object:
+    """A value for a required column nobody named: the type's zero."""
+    if pa.types.is_string(field.type):
+        return ""
+    if pa.types.is_timestamp(field.type):
+        return dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    if pa.types.is_floating(field.type):
+        return 0.0
+    if pa.types.is_integer(field.type):
+        return 1 if field.name == "attempt" else 0
+    raise TypeError(f"no zero for {field}")
+
+
+def row(schema: pa.Schema, **values: object) -> dict:
+    """A row of ``schema``: the given values, null where allowed, the type's zero elsewhere."""
+    unknown = set(values) - set(schema.names)
+    if unknown:
+        raise KeyError(f"not columns of the schema: {sorted(unknown)}")
+    return {
+        f.name: values[f.name] if f.name in values else None if f.nullable else _zero(f)
+        for f in schema
+    }
+
+
+def table(schema: pa.Schema, rows: Sequence[dict]) -> pa.Table:
+    return pa.Table.from_pylist([row(schema, **r) for r in rows], schema=schema)
+
+
+def recording(id: str, **values: object) -> dict:
+    """A manifest row as the manifest reader makes it."""
+    return row(RECORDING_SCHEMA, id=id, audio=values.pop("audio", f"{id}.wav"), **values)
+
+
+def clip_rows(id: str, count: int = 1, *, channels: Sequence[int | None] = (None,), **values):
+    """The output rows of one recording cut into ``count`` clips on each of ``channels``."""
+    values.setdefault("status", "ok")
+    total = count * len(channels)
+    return [
+        row(OUTPUT_SCHEMA, id=id, channel=c, segment_index=i, segment_count=total, **values)
+        for c in channels
+        for i in range(count)
+    ]
+
+
+def error_row(id: str, code: str = "missing_object", **values: object) -> dict:
+    """A recording-level error row."""
+    return row(OUTPUT_SCHEMA, id=id, status="error", error_code=code, error="decode: x", **values)
+
+
+# -- corpora ------------------------------------------------------------------------------------
+
+
+def wav(seconds: float = 0.5, rate_hz: int = RATE_HZ, channels: int = 1, freq_hz=300.0) -> bytes:
+    return encode(tone(seconds, rate_hz, channels, freq_hz=freq_hz), rate_hz, "wav")
+
+
+@dataclass
+class Corpus:
+    """A manifest and its audio under one folder or object-storage prefix, growing as tests add.
+
+    The manifest (``manifest.jsonl``) names clips relative to itself, as users write them.
+    """
+
+    root: str
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.root}/manifest.jsonl"
+
+    def add(
+        self,
+        id: str,
+        audio: bytes | None = None,
+        *,
+        missing: bool = False,
+        path: str | None = None,
+        **columns,
+    ) -> Corpus:
+        """Adds a row whose file holds ``audio`` (default: a short tone), or no file at all."""
+        path = path or f"clips/{id}.wav"
+        if not missing:
+            data = wav(freq_hz=200.0 + 10 * len(self.rows)) if audio is None else audio
+            with fsspec.open(f"{self.root}/{path}", "wb", auto_mkdir=True) as f:
+                f.write(data)
+        self.rows.append({"id": id, "audio": path, **columns})
+        with fsspec.open(self.manifest, "w", auto_mkdir=True) as f:
+            f.write("".join(json.dumps(r) + "\n" for r in self.rows))
+        return self
+
+    def add_tones(self, ids: Sequence[str], **columns) -> Corpus:
+        for id in ids:
+            self.add(id, **columns)
+        return self
+
+    @property
+    def ids(self) -> list[str]:
+        return [r["id"] for r in self.rows]
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+def tiny_model_config(tiny_models, mode: str = "concat", **overrides) -> ModelConfig:
+    return ModelConfig(
+        mode=mode,
+        emotion_model=str(
+            tiny_models.text_classifier if mode == "text" else tiny_models.emotion[mode]
+        ),
+        text_encoder=str(tiny_models.text_encoder),
+        whisper_model=str(tiny_models.whisper),
+        **overrides,
+    )
+
+
+def tiny_model_flags(tiny_models, mode: str = "concat") -> list[str]:
+    """The same models as command-line flags, for a CPU-only local Ray."""
+    return [
+        "--mode",
+        mode,
+        "--emotion-model",
+        str(tiny_models.emotion[mode]),
+        "--text-encoder",
+        str(tiny_models.text_encoder),
+        "--whisper-model",
+        str(tiny_models.whisper),
+        "--num-gpus-per-worker",
+        "0",
+    ]
+
+
+def job_config(corpus: Corpus, output, tiny_models, mode: str = "concat", **overrides) -> JobConfig:
+    return JobConfig(
+        manifest=ManifestConfig(uri=corpus.manifest),
+        output=OutputConfig(uri=str(output)),
+        models=tiny_model_config(tiny_models, mode),
+        **overrides,
+    )
+
+
+@dataclass
+class FakeTranscriber:
+    """Says how many samples it heard; records what each call got."""
+
+    languages: tuple[str, ...] = ("en", "es")
+    calls: list[list[int]] = field(default_factory=list)
+
+    def transcribe(self, waveforms, languages, *, features=None) -> list[Transcript]:
+        features = features or [None] * len(waveforms)
+        self.calls.append([len(w) for w in waveforms])
+        return [
+            Transcript(
+                text=f"heard {mel.shape[1] if mel is not None else len(wave)}",
+                language=language or "en",
+                language_probability=None if language else 0.9,
+                no_speech_prob=0.0,
+                avg_logprob=-0.1,
+                compression_ratio=1.0,
+                suppressed=False,
+            )
+            for wave, language, mel in zip(waveforms, languages, features, strict=True)
+        ]
+
+
+@dataclass
+class FakeClassifier:
+    """Probabilities that depend on the clip's length and text; records what each call got."""
+
+    needs_audio: bool = True
+    needs_text: bool = True
+    labels: tuple[str, ...] = EN_LABELS
+    calls: list[dict] = field(default_factory=list)
+
+    def classify(self, waveforms, texts, *, features=None) -> np.ndarray:
+        sizes = [len(f) for f, _ in features] if features is not None else None
+        sizes = sizes or [len(w) for w in waveforms or []] or [0] * len(texts or [])
+        self.calls.append({"sizes": sizes, "texts": texts, "features": features is not None})
+        seeds = [n + len(t) for n, t in zip(sizes, texts or [""] * len(sizes), strict=True)]
+        logits = np.array(
+            [[(seed * (k + 1)) % 7 for k in range(len(self.labels))] for seed in seeds]
+        )
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+# -- speech -------------------------------------------------------------------------------------
+
+
+@functools.cache
+def espeak(name: str) -> np.ndarray:
+    """One of the example corpus's espeak-ng sentences, decoded to 16 kHz mono."""
+    from speech_emotion.audio import decode_audio
+
+    [path] = ESPEAK_CLIPS.glob(f"{name}.*")
+    return decode_audio(path.read_bytes()).waveform
+
+
+ESPEAK_SENTENCES = ("neutral", "angry", "happy", "sad", "surprised", "fearful")
+
+
+def speech_with_pauses(
+    sentences: Sequence[str], pauses_s: Sequence[float], *, lead_s: float = 0.5
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Sentences one after another with silence between them: samples, and each sentence's
+    (first sample, end sample). ``pauses_s[i]`` follows sentence ``i``; ``lead_s`` opens."""
+    if len(pauses_s) != len(sentences):
+        raise ValueError("one pause after each sentence")
+    parts, spans, at = [np.zeros(round(lead_s * RATE_HZ), np.float32)], [], round(lead_s * RATE_HZ)
+    for name, pause in zip(sentences, pauses_s, strict=True):
+        said = espeak(name)
+        parts += [said, np.zeros(round(pause * RATE_HZ), np.float32)]
+        spans.append((at, at + len(said)))
+        at += len(said) + round(pause * RATE_HZ)
+    return np.concatenate(parts), spans
