@@ -54,7 +54,6 @@ from speech_emotion.config import (  # noqa: E402
 )
 
 RESULTS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 # -- corpus and models -----------------------------------------------------------------------
@@ -375,11 +374,15 @@ def run_tuned_loop(config: JobConfig, rows: list[tuple[str, str]]) -> float:
 # -- report ------------------------------------------------------------------------------------
 
 
-def write_results(markdown: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    RESULTS.write_text(f"{head}{START}\n{markdown}\n{END}{tail}")
+def write_results(markdown: str, section: str = "results") -> None:
+    """Puts ``markdown`` between the ``section`` markers of docs/benchmarks.md (added if absent)."""
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
+    if start not in text:
+        text = f"{text.rstrip()}\n\n{start}\n{end}\n"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    RESULTS.write_text(f"{head}{start}\n{markdown}\n{end}{tail}")
 
 
 def process_table(processes: ProcessSampler, wall_s: float) -> list[str]:

@@ -1,6 +1,9 @@
 """What happens to a batch of clips once decoded: Whisper where a transcript is missing, then the
 emotion model. No Ray, no Arrow, no model loading: the models come in as arguments, so the model
 stage, the one-file API and the benchmarks run the same code, and tests can pass fakes.
+
+Whisper hears windows (windows.py): a window may hold several neighbouring clips of a recording,
+whose text the transcriber splits back by the clips' places in it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ if TYPE_CHECKING:
     from .asr import Transcript
     from .features import ClipFeatures
 
-__all__ = ["Transcriber", "Classifier", "ClipInput", "Annotation", "Annotator"]
+__all__ = ["Transcriber", "Classifier", "ClipInput", "WindowInput", "Annotation", "Annotator"]
 
 
 class Transcriber(Protocol):
@@ -35,6 +38,7 @@ class Transcriber(Protocol):
         languages: Sequence[str | None],
         *,
         features: Sequence[np.ndarray | None] | None = None,
+        spans: Sequence[Sequence[tuple[float, float]] | None] | None = None,
     ) -> list[Transcript]: ...
 
 
@@ -71,8 +75,20 @@ class ClipInput:
     """Language from the manifest; None: the job's, else detected."""
     features: ClipFeatures | None = None
     """The emotion model's input features, if computed already."""
+
+
+@dataclass(frozen=True)
+class WindowInput:
+    """What Whisper hears at once, and which clips it holds."""
+
+    waveform: np.ndarray
+    """16 kHz mono samples; may be empty where the log-mel is given."""
+    clips: tuple[int, ...]
+    """Indices of its clips, in time order; they share a language (one recording's)."""
     log_mel: np.ndarray | None = None
-    """Whisper's log-mel, if computed already."""
+    """Whisper's log-mel of the window, if computed already."""
+    spans: tuple[tuple[float, float], ...] = ()
+    """Where each clip lies, seconds from the window's start; needed with several clips."""
 
 
 @dataclass
@@ -118,20 +134,32 @@ class Annotator:
         self.transcriber = transcriber
         self.language = language
 
-    def annotate(self, clips: Sequence[ClipInput]) -> list[Annotation]:
-        """One annotation per clip, in order; a clip that cannot be annotated says why."""
+    def annotate(
+        self, clips: Sequence[ClipInput], windows: Sequence[WindowInput] | None = None
+    ) -> list[Annotation]:
+        """One annotation per clip, in order; a clip that cannot be annotated says why.
+
+        ``windows`` (each clip in exactly one) say what Whisper hears; by default each clip is
+        heard alone, from its own samples.
+        """
+        if windows is None:
+            windows = [WindowInput(clip.waveform, (i,)) for i, clip in enumerate(clips)]
         out = [Annotation(language=clip.language) for clip in clips]
         live = list(range(len(clips)))
         if self.classifier.needs_text:
-            live = self._transcribe(clips, out, live)
+            live = self._transcribe(clips, windows, out, live)
         self._classify(clips, out, live)
         return out
 
     def _transcribe(
-        self, clips: Sequence[ClipInput], out: list[Annotation], live: list[int]
+        self,
+        clips: Sequence[ClipInput],
+        windows: Sequence[WindowInput],
+        out: list[Annotation],
+        live: list[int],
     ) -> list[int]:
         """Fills transcripts; returns the clips still alive."""
-        pending: list[int] = []
+        heard: set[int] = set()
         for i in live:
             clip, note = clips[i], out[i]
             note.language = clip.language or self.language
@@ -147,22 +175,29 @@ class Annotator:
                     "transcribe",
                 )
             else:
-                pending.append(i)
+                heard.add(i)
+        pending = [w for w in windows if heard.intersection(w.clips)]
         if pending:
             if self.transcriber is None:
                 raise RuntimeError("clips need Whisper but no transcriber was given")
             transcripts = self.transcriber.transcribe(
-                [clips[i].waveform for i in pending],
-                [out[i].language for i in pending],
-                features=[clips[i].log_mel for i in pending],
+                [w.waveform for w in pending],
+                [out[next(i for i in w.clips if i in heard)].language for w in pending],
+                features=[w.log_mel for w in pending],
+                spans=[w.spans if len(w.clips) > 1 else None for w in pending],
             )
-            for i, transcript in zip(pending, transcripts, strict=True):
-                note = out[i]
-                note.transcript, note.transcript_source = transcript.text, SOURCE_WHISPER
-                note.transcript_suppressed = transcript.suppressed
-                note.language = transcript.language
-                note.language_probability = transcript.language_probability
+            for window, transcript in zip(pending, transcripts, strict=True):
+                for i, text in zip(window.clips, transcript.parts, strict=True):
+                    if i in heard:
+                        self._heard(out[i], transcript, text)
         return [i for i in live if out[i].ok]
+
+    @staticmethod
+    def _heard(note: Annotation, transcript: Transcript, text: str) -> None:
+        note.transcript, note.transcript_source = text, SOURCE_WHISPER
+        note.transcript_suppressed = transcript.suppressed
+        note.language = transcript.language
+        note.language_probability = transcript.language_probability
 
     def _unsupported(self, language: str | None) -> bool:
         if language is None or self.transcriber is None:

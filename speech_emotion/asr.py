@@ -11,6 +11,7 @@ Only model code lives here: no Ray, no columns, no object storage.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -27,13 +28,14 @@ from faster_whisper.transcribe import (
     TranscriptionOptions,
     get_compression_ratio,
     get_suppressed_tokens,
+    merge_punctuations,
 )
 
 from .config import require
 from .errors import ErrorCode, ModelLoadError, RowError
 from .features import WhisperFeatureSpec, whisper_features
 
-__all__ = ["Transcript", "WhisperTranscriber", "is_hallucination"]
+__all__ = ["Transcript", "WhisperTranscriber", "is_hallucination", "words_by_span"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ class Transcript:
     """gzip compression ratio of the text; high values mean repetitive output."""
     suppressed: bool
     """True when the hallucination guard dropped text (for long clips: in at least one window)."""
+    parts: tuple[str, ...] = ()
+    """With ``spans``: the text of each span, in order (words go to the span their middle falls
+    in). Otherwise the text alone."""
 
 
 def is_hallucination(
@@ -105,6 +110,7 @@ class _Window:
     avg_logprob: float
     compression_ratio: float
     n_tokens: int
+    tokens: tuple[int, ...] = ()
 
 
 class WhisperTranscriber:
@@ -157,17 +163,23 @@ class WhisperTranscriber:
         languages: Sequence[str | None],
         *,
         features: Sequence[np.ndarray | None] | None = None,
+        spans: Sequence[Spans | None] | None = None,
     ) -> list[Transcript]:
         """Transcribe float mono 16 kHz clips: one result per clip, in input order.
 
         ``languages[i]`` forces clip ``i``'s language, or is None to detect it. ``features[i]``,
         if given, is clip ``i``'s log-mel from :func:`whisper_features` with this model's
         :attr:`feature_spec`, computed elsewhere; its waveform is then not used (it may be
-        empty). Raises :class:`RowError` (``unsupported_language``) before any decoding when a
-        clip asks for a language the model does not know (stages check :attr:`languages` first),
-        and ``ValueError`` for empty, non-mono or non-float arrays, which callers filter out.
+        empty). ``spans[i]``, if given, splits clip ``i``'s text: its words are aligned to the
+        audio (Whisper's cross-attention, as faster-whisper's word timestamps) and each goes to
+        the (start, end) span, in seconds from the clip's start, that its middle falls in, or
+        nearest to; clips over one window cannot be split. Raises :class:`RowError`
+        (``unsupported_language``) before any decoding when a clip asks for a language the
+        model does not know (stages check :attr:`languages` first), and ``ValueError`` for
+        empty, non-mono or non-float arrays, which callers filter out.
         """
         features = features if features is not None else [None] * len(waveforms)
+        spans = spans if spans is not None else [None] * len(waveforms)
         _check_inputs(waveforms, languages, features, self.languages)
         window = self._feature_spec.max_samples
         results: dict[int, Transcript] = {}
@@ -183,15 +195,24 @@ class WhisperTranscriber:
         for start in range(0, len(short), self.batch_size):
             batch = short[start : start + self.batch_size]
             mels = [_log_mel(features[i], waveforms[i], extract) for i in batch]
-            transcripts = self._transcribe_short(mels, [languages[i] for i in batch])
+            transcripts = self._transcribe_short(
+                mels, [languages[i] for i in batch], [spans[i] for i in batch]
+            )
             results.update(zip(batch, transcripts, strict=True))
         for i, wave in enumerate(waveforms):
             if i not in results:
+                if spans[i] is not None and len(spans[i] or ()) > 1:
+                    raise ValueError(
+                        f"clip {i} is longer than one window: its text cannot be split"
+                    )
                 results[i] = self._transcribe_long(wave, languages[i])
         return [results[i] for i in range(len(waveforms))]
 
     def _transcribe_short(
-        self, mels: Sequence[np.ndarray], languages: Sequence[str | None]
+        self,
+        mels: Sequence[np.ndarray],
+        languages: Sequence[str | None],
+        spans: Sequence[Spans | None],
     ) -> list[Transcript]:
         expected = self._feature_spec.feature_size
         for mel in mels:
@@ -202,17 +223,50 @@ class WhisperTranscriber:
         detected = self._detect_languages(encoded, languages)
         resolved = [forced or detected[i][0] for i, forced in enumerate(languages)]
         windows = self._generate(encoded, resolved)
+        kept = ["" if self._drops(window) else window.text for window in windows]
+        parts = self._split(encoded, [m.shape[1] for m in mels], resolved, windows, kept, spans)
         return [
             self._transcript(
                 [window],
-                text="" if self._drops(window) else window.text,
+                text=text,
                 language=language,
                 language_probability=None if forced else detected[i][1],
+                parts=split,
             )
-            for i, (window, language, forced) in enumerate(
-                zip(windows, resolved, languages, strict=True)
+            for i, (window, text, language, forced, split) in enumerate(
+                zip(windows, kept, resolved, languages, parts, strict=True)
             )
         ]
+
+    def _split(
+        self,
+        encoded: ctranslate2.StorageView,
+        frames: Sequence[int],
+        languages: Sequence[str],
+        windows: Sequence[_Window],
+        kept: Sequence[str],
+        spans: Sequence[Spans | None],
+    ) -> list[tuple[str, ...]]:
+        """Each window's text split by its spans: (text,) where it has none (or one)."""
+        parts: list[tuple[str, ...]] = [(text,) for text in kept]
+        split = [i for i, s in enumerate(spans) if s is not None and len(s) > 1]
+        for i in split:
+            parts[i] = ("",) * len(spans[i] or ())
+        wanted = [i for i in split if kept[i]]
+        if not wanted:
+            return parts
+        eot = self._tokenizer(languages[wanted[0]]).eot
+        # Every row of the encoder output goes to the aligner (rows not split, and rows of other
+        # languages, are aligned too, and ignored): slicing it would mean copying it off the device.
+        text_tokens = [[t for t in window.tokens if t < eot] for window in windows]
+        for language in sorted({languages[i] for i in wanted}):
+            tokenizer = self._tokenizer(language)
+            words = self._model.find_alignment(tokenizer, text_tokens, encoded, list(frames))
+            for i in wanted:
+                if languages[i] == language:
+                    merge_punctuations(words[i], _PREPEND_PUNCTUATION, _APPEND_PUNCTUATION)
+                    parts[i] = words_by_span(words[i], spans[i] or ())
+        return parts
 
     def _detect_languages(
         self, encoded: ctranslate2.StorageView, languages: Sequence[str | None]
@@ -287,6 +341,7 @@ class WhisperTranscriber:
         text: str,
         language: str,
         language_probability: float | None,
+        parts: tuple[str, ...] | None = None,
     ) -> Transcript:
         if not windows:
             raise RuntimeError("faster-whisper decoded no window for a non-empty clip")
@@ -303,6 +358,7 @@ class WhisperTranscriber:
             ),
             compression_ratio=max(w.compression_ratio for w in windows),
             suppressed=any(self._drops(window) for window in windows),
+            parts=parts if parts is not None else (text,),
         )
 
     def _drops(self, window: _Scored) -> bool:
@@ -366,6 +422,28 @@ class _WindowRecordingWhisperModel(WhisperModel):
         return decoded
 
 
+Spans = Sequence[tuple[float, float]]
+"""(start, end) seconds of the parts of a clip whose text is wanted part by part."""
+
+# faster-whisper's defaults (TranscriptionOptions): punctuation joins the word beside it.
+_PREPEND_PUNCTUATION = "\"'“¿([{-"
+_APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+
+
+def words_by_span(words: Sequence[dict], spans: Spans) -> tuple[str, ...]:
+    """The text of each span: the aligned words (``word``, ``start``, ``end`` in seconds) whose
+    middle falls in it, or, between spans, in the nearer one's half of the pause."""
+    # A span's territory ends halfway through the pause before the next span.
+    bounds = [(spans[k][1] + spans[k + 1][0]) / 2 for k in range(len(spans) - 1)]
+    texts: list[list[str]] = [[] for _ in spans]
+    for word in words:
+        if not word["word"]:
+            continue
+        middle = (word["start"] + word["end"]) / 2
+        texts[bisect.bisect_right(bounds, middle)].append(word["word"])
+    return tuple("".join(t).strip() for t in texts)
+
+
 def _log_mel(computed: np.ndarray | None, waveform: np.ndarray, extractor) -> np.ndarray:
     return computed if computed is not None else whisper_features(extractor, waveform)
 
@@ -385,6 +463,7 @@ def _window(
         avg_logprob=avg_logprob,
         compression_ratio=get_compression_ratio(text),
         n_tokens=seq_len,
+        tokens=tuple(tokens),
     )
 
 

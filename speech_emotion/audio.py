@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import av
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 TARGET_SAMPLE_RATE_HZ = 16000
 
+# Decoded samples are gathered into arrays of this many (32 MB): see _Collector._gather.
+_GATHERED_SAMPLES = 8 * 2**20
 # Blocks of this many frames keep a soundfile read's float32 scratch small (256 KiB per channel)
 # while still letting a too-long file be abandoned a few seconds past the limit.
 _SOUNDFILE_BLOCK_FRAMES = 1 << 16
@@ -56,17 +58,34 @@ _SOUNDFILE_INPUT_ERRORS = (sf.SoundFileError, RuntimeError, ValueError, TypeErro
 
 @dataclass(frozen=True)
 class DecodedAudio:
-    """A decoded clip, ready for the models.
+    """A decoded recording, ready for the models.
 
-    ``waveform`` is float32, mono, at the requested rate (16 kHz by default) and C-contiguous. Its
-    scale is [-1, 1]; like ``librosa.load`` it is not clipped, so lossy codecs and the resampler
-    may overshoot full scale by a little.
+    Samples are float32, mono, at the requested rate (16 kHz by default) and C-contiguous; their
+    scale is [-1, 1] and, like ``librosa.load``'s, not clipped, so lossy codecs and the resampler
+    may overshoot full scale by a little. ``waveform`` holds the channels averaged; decoded with
+    ``split_channels``, ``split`` holds each channel on its own instead and ``waveform`` is empty.
     """
 
     waveform: np.ndarray
     sample_rate_hz: int  # of the decoded stream, before resampling (Opus may report 48 kHz)
     channels: int  # of the original stream, before mixing to mono
     duration_s: float  # of the original stream, as decoded
+    split: tuple[np.ndarray, ...] | None = None
+
+    def track(self, channel: int | None) -> np.ndarray:
+        """One channel's samples, or (None) the channels averaged."""
+        if channel is None:
+            if self.split is not None:
+                raise ValueError("decoded with its channels split: name a channel")
+            return self.waveform
+        if self.split is None:
+            raise ValueError("decoded with its channels mixed: there is no channel to name")
+        return self.split[channel]
+
+    @property
+    def samples(self) -> int:
+        """Samples per track at the decoded rate."""
+        return len(self.split[0]) if self.split is not None else len(self.waveform)
 
 
 class _DecoderFailed(Exception):
@@ -80,37 +99,91 @@ class _DecoderFailed(Exception):
 
 
 @dataclass
-class _MonoCollector:
-    """Gathers mono float32 chunks at one sample rate and enforces the duration limit."""
+class _Collector:
+    """Resamples decoded blocks as they come, keeping only the output: a long file at 48 kHz never
+    sits in memory at its own rate. soxr's stream gives the same samples, to the bit, as resampling
+    the whole file at once (tested), so the result is librosa's. Enforces the duration limit."""
 
     max_duration_s: float | None
+    split: bool = False
+    target_hz: int = TARGET_SAMPLE_RATE_HZ
     declared_s: float | None = None
     sample_rate_hz: int = 0
     channels: int = 0
     frames: int = 0
-    chunks: list[np.ndarray] = field(default_factory=list)
+    _streams: list[soxr.ResampleStream | None] = field(default_factory=list)
+    _tracks: list[list[np.ndarray]] = field(default_factory=list)
+    _pending: list[list[np.ndarray]] = field(default_factory=list)
 
-    def add(self, mono: np.ndarray, sample_rate_hz: int, channels: int) -> None:
+    def add(self, interleaved: np.ndarray, sample_rate_hz: int) -> None:
+        """A [frames, channels] float32 block."""
+        channels = interleaved.shape[1]
         if sample_rate_hz <= 0:
             raise _DecoderFailed(
                 f"the stream has a sample rate of {sample_rate_hz} Hz", recognised=True
             )
-        if not self.chunks:
+        if not self._tracks:
             self.sample_rate_hz, self.channels = sample_rate_hz, channels
+            outputs = channels if self.split else 1
+            self._streams = [self._stream() for _ in range(outputs)]
+            self._tracks = [[] for _ in range(outputs)]
+            self._pending = [[] for _ in range(outputs)]
         elif sample_rate_hz != self.sample_rate_hz:
             raise _DecoderFailed(
                 f"the sample rate changes mid-stream ({self.sample_rate_hz} Hz to "
                 f"{sample_rate_hz} Hz)",
                 recognised=True,
             )
-        self.chunks.append(mono)
-        self.frames += mono.size
+        elif self.split and channels != self.channels:
+            raise _DecoderFailed(
+                f"the channel count changes mid-stream ({self.channels} to {channels}); "
+                "its channels cannot be split",
+                recognised=True,
+            )
+        self.frames += interleaved.shape[0]
         self._check_duration()
+        if self.split:
+            for channel in range(channels):
+                self._feed(channel, np.ascontiguousarray(interleaved[:, channel]))
+        else:
+            self._feed(0, _mix_to_mono(interleaved))
 
-    def mono(self) -> np.ndarray:
-        if not self.chunks:
-            return np.zeros(0, dtype=np.float32)
-        return np.concatenate(self.chunks)
+    def _stream(self) -> soxr.ResampleStream | None:
+        if self.sample_rate_hz == self.target_hz:
+            return None
+        return soxr.ResampleStream(
+            self.sample_rate_hz, self.target_hz, 1, dtype="float32", quality="HQ"
+        )
+
+    def _feed(self, track: int, mono: np.ndarray) -> None:
+        stream = self._streams[track]
+        # A copy either way, so the chunk does not pin the decoder's whole (padded) buffer.
+        out = np.array(mono, np.float32) if stream is None else stream.resample_chunk(mono)
+        pending = self._pending[track]
+        pending.append(out)
+        if sum(len(chunk) for chunk in pending) >= _GATHERED_SAMPLES:
+            self._gather(track)
+
+    def _gather(self, track: int) -> None:
+        # Decoders hand over blocks of a few hundred kB, which malloc keeps on its heap after
+        # they are freed; gathered into arrays of 32 MB (which it maps and unmaps on its own),
+        # a long track's memory goes back to the system as the track is joined.
+        if self._pending[track]:
+            self._tracks[track].append(np.concatenate(self._pending[track]))
+            self._pending[track].clear()
+
+    def tracks(self) -> list[np.ndarray]:
+        """Each output track, resampled, at librosa's length (:func:`_length`)."""
+        size = _length(self.frames, self.sample_rate_hz, self.target_hz)
+        out = []
+        for track, stream in enumerate(self._streams):
+            if stream is not None:
+                self._pending[track].append(
+                    stream.resample_chunk(np.zeros(0, np.float32), last=True)
+                )
+            self._gather(track)
+            out.append(_join(self._tracks[track], size))
+        return out
 
     def _check_duration(self) -> None:
         decoded_s = self.frames / self.sample_rate_hz
@@ -133,8 +206,10 @@ def decode_audio(
     *,
     target_hz: int = TARGET_SAMPLE_RATE_HZ,
     max_duration_s: float | None = None,
+    split_channels: bool = False,
 ) -> DecodedAudio:
-    """Decode one audio file's bytes to mono float32 at ``target_hz``.
+    """Decode one audio file's bytes to float32 at ``target_hz``: its channels averaged, or with
+    ``split_channels`` each channel on its own.
 
     Raises :class:`RowError` with ``EMPTY_FILE``, ``UNDECODABLE``, ``NO_AUDIO`` or ``TOO_LONG``
     for bad input; with ``max_duration_s`` set, decoding stops as soon as the limit is passed.
@@ -146,33 +221,40 @@ def decode_audio(
     if not data:
         raise RowError(ErrorCode.EMPTY_FILE, "the file is empty (0 bytes)")
 
-    collected = _decode_native(bytes(data), max_duration_s)
-    mono = collected.mono()
-    if mono.size == 0:
+    def collector(declared_s: float | None) -> _Collector:
+        return _Collector(max_duration_s, split_channels, target_hz, declared_s)
+
+    collected = _decode_native(bytes(data), collector)
+    if collected.frames == 0:
         raise RowError(
             ErrorCode.NO_AUDIO,
             "the audio stream holds no samples (an empty recording, or a file cut off before "
             "its first complete audio frame)",
         )
+    tracks = collected.tracks()
     return DecodedAudio(
-        waveform=_resample(mono, collected.sample_rate_hz, target_hz),
+        waveform=np.zeros(0, np.float32) if split_channels else tracks[0],
         sample_rate_hz=collected.sample_rate_hz,
         channels=collected.channels,
-        duration_s=mono.size / collected.sample_rate_hz,
+        duration_s=collected.frames / collected.sample_rate_hz,
+        split=tuple(tracks) if split_channels else None,
     )
 
 
-def _decode_native(data: bytes, max_duration_s: float | None) -> _MonoCollector:
+_NewCollector = Callable[[float | None], _Collector]
+
+
+def _decode_native(data: bytes, collector: _NewCollector) -> _Collector:
     # soundfile goes first because it is what librosa.load used, so for everything libsndfile
     # reads (wav, flac, ogg vorbis/opus, mp3) our samples are bit-identical to the reference's.
     # PyAV (FFmpeg) then covers what libsndfile cannot open at all, chiefly m4a/aac, and gets a
     # second chance at streams libsndfile recognised but choked on, since FFmpeg is more lenient.
     try:
-        return _decode_with_soundfile(data, max_duration_s)
+        return _decode_with_soundfile(data, collector)
     except _DecoderFailed as failure:
         soundfile_failure = failure
     try:
-        return _decode_with_pyav(data, max_duration_s)
+        return _decode_with_pyav(data, collector)
     except _DecoderFailed as failure:
         pyav_failure = failure
     tried = f"tried soundfile: {soundfile_failure.reason}; PyAV: {pyav_failure.reason}"
@@ -181,7 +263,7 @@ def _decode_native(data: bytes, max_duration_s: float | None) -> _MonoCollector:
     raise RowError(ErrorCode.UNDECODABLE, f"not a recognised audio format ({tried})")
 
 
-def _decode_with_soundfile(data: bytes, max_duration_s: float | None) -> _MonoCollector:
+def _decode_with_soundfile(data: bytes, new_collector: _NewCollector) -> _Collector:
     try:
         sound_file = sf.SoundFile(io.BytesIO(data))
     except _SOUNDFILE_INPUT_ERRORS as exc:
@@ -199,10 +281,10 @@ def _decode_with_soundfile(data: bytes, max_duration_s: float | None) -> _MonoCo
         # Only used to word the TOO_LONG message, never to decide it: mp3 headers can be wrong,
         # and libsndfile reports an unknown length as a huge sentinel.
         declared_s = sound_file.frames / rate if 0 < sound_file.frames < 2**62 else None
-        collector = _MonoCollector(max_duration_s, declared_s=declared_s)
+        collector = new_collector(declared_s)
         try:
             for block in _soundfile_blocks(sound_file):
-                collector.add(_mix_to_mono(block), rate, channels)
+                collector.add(block, rate)
         except _SOUNDFILE_INPUT_ERRORS as exc:
             logger.debug("soundfile failed while decoding", exc_info=True)
             raise _DecoderFailed(_soundfile_reason(exc), recognised=True) from None
@@ -218,7 +300,7 @@ def _soundfile_blocks(sound_file: sf.SoundFile) -> Iterator[np.ndarray]:
         yield block
 
 
-def _decode_with_pyav(data: bytes, max_duration_s: float | None) -> _MonoCollector:
+def _decode_with_pyav(data: bytes, new_collector: _NewCollector) -> _Collector:
     try:
         # Tag text is irrelevant here; a badly encoded title must not sink the whole clip.
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="replace")
@@ -228,7 +310,7 @@ def _decode_with_pyav(data: bytes, max_duration_s: float | None) -> _MonoCollect
 
     with container:
         stream = _first_decodable_audio_stream(container)
-        collector = _MonoCollector(max_duration_s, declared_s=_declared_duration_s(stream))
+        collector = new_collector(_declared_duration_s(stream))
         damaged: list[av.FFmpegError] = []
         try:
             for frame in _as_packed_float(_decoded_frames(container, stream, damaged)):
@@ -236,12 +318,12 @@ def _decode_with_pyav(data: bytes, max_duration_s: float | None) -> _MonoCollect
                 # Packed frames are one interleaved row; to_ndarray of planar frames is avoided
                 # because PyAV reads past the plane pointers of 8-channel frames and segfaults.
                 interleaved = frame.to_ndarray().reshape(-1, channels)
-                collector.add(_mix_to_mono(interleaved), frame.sample_rate, channels)
+                collector.add(interleaved, frame.sample_rate)
         except _PYAV_INPUT_ERRORS as exc:
             logger.debug("PyAV failed while decoding", exc_info=True)
             raise _DecoderFailed(_pyav_reason(exc), recognised=True) from None
 
-    if damaged and not collector.chunks:
+    if damaged and not collector.frames:
         raise _DecoderFailed(_pyav_reason(damaged[-1]), recognised=True)
     if damaged:
         logger.info(
@@ -317,17 +399,28 @@ def _mix_to_mono(interleaved: np.ndarray) -> np.ndarray:
     return interleaved.mean(axis=1, dtype=np.float32)
 
 
-def _resample(mono: np.ndarray, orig_hz: int, target_hz: int) -> np.ndarray:
+def _length(frames: int, orig_hz: int, target_hz: int) -> int:
+    """Samples after resampling: ``ceil(frames * ratio)``, as librosa.resample(fix=True) pads or
+    trims to. soxr itself rounds, so without this our clips would sometimes be one sample
+    shorter than the reference's. The expression is librosa's own, float ratio included, so the
+    two agree even where float rounding bites."""
     if orig_hz == target_hz:
-        return np.ascontiguousarray(mono, dtype=np.float32)
-    resampled = soxr.resample(mono, orig_hz, target_hz, quality="HQ")
-    # librosa.resample(fix=True) pads or trims to ceil(n * ratio); soxr itself rounds, so without
-    # this our clips would sometimes be one sample shorter than the reference's. The expression is
-    # librosa's own, float ratio included, so the two agree even where float rounding bites.
-    expected = math.ceil(mono.size * (target_hz / orig_hz))
-    if resampled.size < expected:
-        resampled = np.pad(resampled, (0, expected - resampled.size))
-    return np.ascontiguousarray(resampled[:expected], dtype=np.float32)
+        return frames
+    return math.ceil(frames * (target_hz / orig_hz))
+
+
+def _join(chunks: list[np.ndarray], size: int) -> np.ndarray:
+    """The chunks end to end in one array of ``size`` samples (padded with zeros or cut), each
+    chunk let go as soon as it is copied, so a long track is never held twice."""
+    out = np.zeros(size, np.float32)
+    at = 0
+    chunks.reverse()
+    while chunks:
+        chunk = chunks.pop()
+        take = min(len(chunk), size - at)
+        out[at : at + take] = chunk[:take]
+        at += take
+    return out
 
 
 def _soundfile_reason(exc: BaseException) -> str:

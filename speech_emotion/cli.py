@@ -15,25 +15,63 @@ import sys
 from collections.abc import Sequence
 
 from .config import (
+    CHANNEL_MODES,
     MODES,
+    SEGMENT_MODES,
     DecodeConfig,
     JobConfig,
     ManifestConfig,
     ModelConfig,
     OutputConfig,
     ResourceConfig,
+    SegmentConfig,
 )
 from .errors import known_failure
 
 __all__ = ["main", "build_parser", "job_config_from_args"]
 
 
-def _option(parser: argparse.ArgumentParser, flag: str, config: type, **kwargs) -> None:
-    """An option whose default is that of the configuration field of the same name, so the
-    command line and the library agree."""
-    name = flag.removeprefix("--").replace("-", "_")
+def _option(
+    parser: argparse.ArgumentParser, flag: str, config: type, name: str | None = None, **kwargs
+) -> None:
+    """An option whose default is that of the configuration field of the same name (or
+    ``name``), so the command line and the library agree."""
+    name = name or flag.removeprefix("--").replace("-", "_")
     [field] = [f for f in dataclasses.fields(config) if f.name == name]
-    parser.add_argument(flag, default=field.default, **kwargs)
+    kwargs.setdefault("default", field.default)
+    parser.add_argument(flag, **kwargs)
+
+
+def _add_segment_options(parser: argparse.ArgumentParser, **segment) -> None:
+    _option(
+        parser,
+        "--segment",
+        SegmentConfig,
+        "mode",
+        choices=SEGMENT_MODES,
+        help="cut recordings into speech segments: off, always, or auto (those longer than "
+        "--segment-over-s)",
+        **segment,
+    )
+    _option(parser, "--segment-over-s", SegmentConfig, "over_s", type=float)
+    _option(parser, "--min-segment-s", SegmentConfig, type=float)
+    _option(parser, "--max-segment-s", SegmentConfig, type=float)
+    _option(
+        parser,
+        "--channels",
+        DecodeConfig,
+        choices=CHANNEL_MODES,
+        help="mix: average the channels; split: annotate each channel on its own",
+    )
+
+
+def _segment_config(args: argparse.Namespace) -> SegmentConfig:
+    return SegmentConfig(
+        mode=args.segment,
+        over_s=args.segment_over_s,
+        min_segment_s=args.min_segment_s,
+        max_segment_s=args.max_segment_s,
+    )
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -88,8 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="GPUs per model actor (0: CPU only)",
     )
     _option(annotate, "--cpus-per-gpu-worker", ResourceConfig, type=float)
+    _add_segment_options(annotate)
     _option(annotate, "--min-duration-s", DecodeConfig, type=float)
-    _option(annotate, "--max-duration-s", DecodeConfig, type=float)
+    _option(
+        annotate,
+        "--max-duration-s",
+        DecodeConfig,
+        type=float,
+        help="longer recordings are error rows (default: 1800 with --segment off, else 14400)",
+    )
     annotate.add_argument(
         "--ray-address",
         help="Ray cluster to join (default: the job's cluster under `ray job submit`, else a "
@@ -121,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("file", help="audio file (any fsspec URI)")
     predict.add_argument("--text", help="transcript; when absent, Whisper transcribes")
     _add_model_options(predict)
+    # One file is the toolkit's whole-file call unless asked for its segments (a timeline).
+    _add_segment_options(predict, default="off")
     return parser
 
 
@@ -143,6 +190,8 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
             min_duration_s=args.min_duration_s,
             max_duration_s=args.max_duration_s,
             allowed_prefixes=tuple(args.allowed_prefix) if args.allowed_prefix else None,
+            segment=_segment_config(args),
+            channels=args.channels,
         ),
         models=_model_config(args),
         resources=ResourceConfig(
@@ -207,7 +256,19 @@ def _predict(args: argparse.Namespace) -> int:
     from .predict import Predictor
 
     predictor = Predictor(_model_config(args))
-    print(json.dumps(predictor.predict(args.file, args.text), indent=2))
+    if args.segment == "off" and args.channels == "mix":
+        print(json.dumps(predictor.predict(args.file, args.text), indent=2))
+        return 0
+    rows = predictor.timeline(
+        args.file, segment=_segment_config(args), channels=args.channels, text=args.text
+    )
+    print(f"{'start_s':>9} {'end_s':>9} {'channel':>7}  {'emotion':<9} {'score':>5}  transcript")
+    for row in rows:
+        channel = "mix" if row["channel"] is None else row["channel"]
+        print(
+            f"{row['start_s']:>9.2f} {row['end_s']:>9.2f} {channel:>7}  "
+            f"{row['top_label']:<9} {row['top_score']:>5.2f}  {row['transcript'] or ''}"
+        )
     return 0
 
 
@@ -224,8 +285,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = known_failure(exc)
         if known is None:
             raise
+        _stop_ray()  # so that no worker's log lines come after the one that says what to fix
         print(f"speech-emotion: error: {known}", file=sys.stderr)
         return 2
+
+
+def _stop_ray() -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 A recording (one manifest row) becomes one or more clips, each a span of samples of one channel
 (or of the channels mixed) with its place among the recording's clips. The decode stage asks a
 :class:`Clipper` for them and emits one row per clip, so how a recording is cut is decided here and
-nowhere else. Today every recording is one clip, the whole file.
+nowhere else: :func:`whole_recording` keeps each recording (each channel, when they are split)
+whole; :class:`segments.Segmenter` cuts long ones into speech segments.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class Clip:
     """Place among the recording's clips, in time order per channel."""
     segment_count: int = 1
     """How many clips the recording has, all channels together."""
+    whole: bool = True
+    """The clip is the recording as its manifest row describes it, so a transcript given there
+    is the clip's."""
 
     @property
     def duration_s(self) -> float:
@@ -44,7 +48,7 @@ class Clip:
 
     def samples(self, audio: DecodedAudio) -> np.ndarray:
         """The clip's samples: a view, not a copy."""
-        return audio.waveform[self.start : self.end]
+        return audio.track(self.channel)[self.start : self.end]
 
 
 class Clipper(Protocol):
@@ -54,6 +58,13 @@ class Clipper(Protocol):
 
 
 def whole_recording(audio: DecodedAudio) -> list[Clip]:
-    """The whole file as one clip, channels mixed: the toolkit's unit."""
+    """The whole file as one clip, channels mixed (the toolkit's unit), or one clip per channel
+    where they are split."""
     # The file's own duration (from its original rate), not the resampled sample count.
-    return [Clip(start=0, end=len(audio.waveform), start_s=0.0, end_s=audio.duration_s)]
+    if audio.split is None:
+        return [Clip(start=0, end=audio.samples, start_s=0.0, end_s=audio.duration_s)]
+    count = len(audio.split)
+    return [
+        Clip(0, audio.samples, 0.0, audio.duration_s, channel, 0, count, whole=False)
+        for channel in range(count)
+    ]

@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_WHISPER_MODEL",
     "ManifestConfig",
     "OutputConfig",
+    "SegmentConfig",
     "DecodeConfig",
     "ModelConfig",
     "ResourceConfig",
@@ -109,14 +110,56 @@ class OutputConfig:
         )
 
 
+SEGMENT_MODES = ("off", "auto", "always")
+CHANNEL_MODES = ("mix", "split")
+# Whisper's window: no segment may be longer.
+MAX_SEGMENT_S = 30.0
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Whether and how recordings are cut into speech segments (docs/segments.md)."""
+
+    mode: str = "auto"
+    """off: one row per recording; always: every recording in segments; auto: those longer than
+    ``over_s`` in segments, shorter ones whole."""
+    over_s: float = 30.0
+    """In auto mode, recordings longer than this are segmented."""
+    min_segment_s: float = 1.0
+    """Shorter speech joins a neighbouring segment, or takes in the silence around it."""
+    max_segment_s: float = 15.0
+    """Longer speech is cut at its longest pauses; at most 30 s (Whisper's window)."""
+
+    def __post_init__(self) -> None:
+        require(self.mode in SEGMENT_MODES, "segment", self.mode, ", ".join(SEGMENT_MODES))
+        require(self.over_s >= 0, "segment_over_s", self.over_s, ">= 0")
+        require(
+            MODEL_MIN_DURATION_S <= self.min_segment_s < self.max_segment_s,
+            "min_segment_s",
+            self.min_segment_s,
+            f">= {MODEL_MIN_DURATION_S} and < max_segment_s ({self.max_segment_s})",
+        )
+        require(
+            1.0 <= self.max_segment_s <= MAX_SEGMENT_S,
+            "max_segment_s",
+            self.max_segment_s,
+            f"between 1 and {MAX_SEGMENT_S:g} (Whisper's window)",
+        )
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
-    """How audio is fetched and decoded (CPU stage)."""
+    """How audio is fetched, decoded and cut into clips (CPU stage)."""
 
     min_duration_s: float = 0.1
-    """Shorter clips become `too_short` error rows (the model cannot take under 0.035 s)."""
-    max_duration_s: float = 1800.0
-    """Longer files become `too_long` error rows, found without decoding the whole file."""
+    """Shorter recordings become `too_short` error rows (the model cannot take under 0.035 s)."""
+    max_duration_s: float | None = None
+    """Longer files become `too_long` error rows, found without decoding the whole file. None:
+    30 minutes when recordings are kept whole (Whisper hears all of one in one go), 4 hours when
+    long ones are segmented (a decode worker holds one recording: 230 MB an hour a channel)."""
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    channels: str = "mix"
+    """mix: channels averaged, as the toolkit does; split: each channel annotated on its own."""
     fetch_threads: int = 8
     """Concurrent object reads per decode actor; reads are latency-bound, not CPU-bound."""
     allowed_prefixes: tuple[str, ...] | None = None
@@ -130,12 +173,20 @@ class DecodeConfig:
             f">= {MODEL_MIN_DURATION_S} (the shortest clip the emotion model can take)",
         )
         require(
-            self.max_duration_s > self.min_duration_s,
+            self.longest_s > self.min_duration_s,
             "max_duration_s",
             self.max_duration_s,
             f"> min_duration_s ({self.min_duration_s})",
         )
         require(self.fetch_threads >= 1, "fetch_threads", self.fetch_threads, ">= 1")
+        require(self.channels in CHANNEL_MODES, "channels", self.channels, "mix or split")
+
+    @property
+    def longest_s(self) -> float:
+        """The length limit in force: ``max_duration_s``, or its default for the segment mode."""
+        if self.max_duration_s is not None:
+            return self.max_duration_s
+        return 1800.0 if self.segment.mode == "off" else 4 * 3600.0
 
 
 @dataclass(frozen=True)

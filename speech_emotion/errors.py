@@ -32,6 +32,7 @@ class ErrorCode(str, Enum):
     NO_AUDIO = "no_audio"
     TOO_SHORT = "too_short"
     TOO_LONG = "too_long"
+    NO_SPEECH = "no_speech"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
 
 

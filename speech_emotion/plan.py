@@ -37,7 +37,10 @@ class ModelPlan:
 def plan_models(config: JobConfig, recordings: pa.Table, run_id: str) -> ModelPlan:
     """Checks every model the run needs is reachable and pins hub revisions."""
     models = config.models
-    needs_whisper = bool(models.needs_text and pc.any(pc.is_null(recordings["text"])).as_py())
+    # A transcript in the manifest is a whole recording's: segments and split channels are heard.
+    cut = config.decode.segment.mode != "off" or config.decode.channels == "split"
+    untranscribed = pc.any(pc.is_null(recordings["text"])).as_py()
+    needs_whisper = bool(models.needs_text and (cut or untranscribed))
     text_encoder = models.text_encoder_source
     emotion_revision = check_model_source(models.emotion_model_source)
     features = None

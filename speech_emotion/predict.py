@@ -10,7 +10,7 @@ import json
 import threading
 from dataclasses import replace
 
-from .config import DEFAULT_EMOTION_MODELS, ModelConfig
+from .config import DEFAULT_EMOTION_MODELS, ModelConfig, SegmentConfig
 from .errors import ErrorCode, RowError
 
 __all__ = ["Predictor", "predict_emotion", "clear_model_cache"]
@@ -72,9 +72,63 @@ class Predictor:
             self.classifier, self.transcriber if heard else None, language=cfg.job_language
         )
         (note,) = annotator.annotate([ClipInput(waveform, text=text or None)])
-        if note.error is not None:
-            raise RowError(ErrorCode(note.error_code), note.error)
-        return {"top_label": note.emotion, "top_score": note.emotion_score, "scores": note.scores}
+        return _result(note)
+
+    def timeline(
+        self,
+        audio_path: str,
+        *,
+        segment: SegmentConfig | None = None,
+        channels: str = "mix",
+        text: str | None = None,
+    ) -> list[dict]:
+        """The emotion over time of one recording: a row per speech segment (per channel where
+        ``channels`` is split), in time order, each with its place (``start_s``, ``end_s``,
+        ``channel``, ``segment_index``), ``transcript`` and the toolkit's result for it. A short
+        recording stays whole in ``auto`` mode; ``text`` is used only for a whole recording.
+        """
+        from .annotator import Annotator, ClipInput, WindowInput
+        from .audio import decode_audio
+        from .fetch import read_bytes
+        from .segments import Segmenter
+        from .windows import plan_windows
+
+        segment = segment or SegmentConfig(mode="always")
+        audio = decode_audio(read_bytes(audio_path), split_channels=channels == "split")
+        clips = Segmenter(segment)(audio)
+        if not clips:
+            raise RowError(ErrorCode.NO_SPEECH, f"no speech found in {audio_path}")
+        inputs = [
+            ClipInput(c.samples(audio), text=(text or None) if c.whole else None) for c in clips
+        ]
+        windows = [
+            WindowInput(
+                audio.track(w.channel)[w.start : w.end], w.clips, spans=tuple(w.spans(clips))
+            )
+            for w in plan_windows(clips)
+        ]
+        heard = self.config.needs_text and any(clip.text is None for clip in inputs)
+        annotator = Annotator(
+            self.classifier, self.transcriber if heard else None, language=self.config.job_language
+        )
+        return [
+            {
+                "start_s": clip.start_s,
+                "end_s": clip.end_s,
+                "channel": clip.channel,
+                "segment_index": clip.segment_index,
+                "transcript": note.transcript,
+                **_result(note),
+            }
+            for clip, note in zip(clips, annotator.annotate(inputs, windows), strict=True)
+        ]
+
+
+def _result(note) -> dict:
+    """The toolkit's return value for one annotated clip; a failed one raises its RowError."""
+    if note.error is not None:
+        raise RowError(ErrorCode(note.error_code), note.error)
+    return {"top_label": note.emotion, "top_score": note.emotion_score, "scores": note.scores}
 
 
 def _model_from_config_file(path: str, language: str, mode: str) -> str:

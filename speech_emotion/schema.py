@@ -16,12 +16,13 @@ __all__ = [
     "SOURCE_WHISPER",
     "CLIP_IDENTITY",
     "RECORDING_SCHEMA",
+    "DECODED_CLIP",
     "DECODED_SCHEMA",
     "OUTPUT_SCHEMA",
     "OUTPUT_COLUMN_DOCS",
 ]
 
-# 2: clip identity columns (channel, segment_index, segment_count).
+# 2: clip identity columns (channel, segment_index, segment_count), recording_duration_s.
 SCHEMA_VERSION = "2"
 
 STATUS_OK = "ok"
@@ -30,7 +31,7 @@ SOURCE_MANIFEST = "manifest"
 SOURCE_WHISPER = "whisper"
 
 # A recording is one manifest row; the decode stage turns it into the clips it annotates (the whole
-# file today, speech segments per channel later), each a row of its own from there on.
+# file, or its speech segments, per channel where channels are split), each a row of its own.
 RECORDING_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -43,37 +44,44 @@ RECORDING_SCHEMA = pa.schema(
     ]
 )
 
-# A clip row's place among its recording's clips; a recording-level error row has null ones.
-_CLIP_FIELDS = [
-    pa.field("channel", pa.int32()),
-    pa.field("segment_index", pa.int32()),
-    pa.field("segment_count", pa.int32()),
-]
 CLIP_IDENTITY = ("id", "channel", "segment_index")
 """What identifies an output row: the recording (manifest id) and the clip within it."""
 
-# Between the decode and model stages, one row per clip. error_code/error set means the recording
-# failed in decode: its one row carries an empty waveform and no features. The waveform is empty
-# too where the model stage will not need it: the emotion model's features were computed in
-# decode, and Whisper will not run or has its features too (clips up to Whisper's 30 s window).
-DECODED_SCHEMA = pa.schema(
-    list(RECORDING_SCHEMA)
-    + _CLIP_FIELDS
+# Between the decode and model stages. A row is a window: what Whisper hears at once, and the
+# clips in it (windows.py). A recording that failed in decode is one window holding one clip
+# whose error_code/error are set and which has no audio.
+DECODED_CLIP = pa.struct(
+    [f for f in RECORDING_SCHEMA if f.name not in ("start_s", "end_s")]
     + [
-        pa.field("waveform", pa.large_list(pa.float32()), nullable=False),
-        # The emotion model's input features [frames, width], row-major; frames null when the
-        # decode stage did not compute them.
-        pa.field("audio_features", pa.large_list(pa.float32()), nullable=False),
-        pa.field("audio_feature_frames", pa.int32()),
-        pa.field("audio_feature_valid_frames", pa.int32()),
-        # Whisper's log-mel [mel bins, frames], row-major; frames null when not computed.
-        pa.field("whisper_features", pa.large_list(pa.float32()), nullable=False),
-        pa.field("whisper_feature_frames", pa.int32()),
+        pa.field("channel", pa.int32()),
+        pa.field("segment_index", pa.int32()),
+        pa.field("segment_count", pa.int32()),
+        pa.field("start_s", pa.float64(), nullable=False),
+        pa.field("end_s", pa.float64()),
         pa.field("duration_s", pa.float64()),
+        pa.field("recording_duration_s", pa.float64()),
         pa.field("sample_rate_hz", pa.int32()),
         pa.field("channels", pa.int32()),
         pa.field("error_code", pa.string()),
         pa.field("error", pa.string()),
+        # Where the clip lies in its window, seconds from the window's start.
+        pa.field("window_offset_s", pa.float64()),
+        # The emotion model's input features [frames, width], row-major; frames null when the
+        # decode stage did not compute them (the samples then come instead).
+        pa.field("audio_features", pa.large_list(pa.float32()), nullable=False),
+        pa.field("audio_feature_frames", pa.int32()),
+        pa.field("audio_feature_valid_frames", pa.int32()),
+        pa.field("waveform", pa.large_list(pa.float32()), nullable=False),
+    ]
+)
+DECODED_SCHEMA = pa.schema(
+    [
+        pa.field("clips", pa.large_list(DECODED_CLIP), nullable=False),
+        # Whisper's log-mel [mel bins, frames], row-major, for windows up to 30 s; frames null
+        # when not computed: the window's samples then come instead, if Whisper hears it.
+        pa.field("whisper_features", pa.large_list(pa.float32()), nullable=False),
+        pa.field("whisper_feature_frames", pa.int32()),
+        pa.field("waveform", pa.large_list(pa.float32()), nullable=False),
     ]
 )
 
@@ -98,17 +106,27 @@ _OUTPUT_COLUMNS: list[tuple[pa.Field, str]] = [
     ),
     (
         pa.field("segment_index", pa.int32()),
-        "Place of the clip among its recording's clips (0 for a whole file); null on a "
-        "recording-level error row.",
+        "Place of the segment in time among its recording's on the same channel: 0, 1, ... "
+        "(0 for a whole file); null on a recording-level error row.",
     ),
     (
         pa.field("segment_count", pa.int32()),
-        "How many clips the recording was split into (1 for a whole file); null on a "
-        "recording-level error row.",
+        "How many rows the recording has, all channels together (1 for a whole file); null on "
+        "a recording-level error row.",
     ),
-    (pa.field("start_s", pa.float64(), nullable=False), "Clip start within the file, seconds."),
-    (pa.field("end_s", pa.float64()), "Clip end within the file, seconds (null if undecoded)."),
+    (
+        pa.field("start_s", pa.float64(), nullable=False),
+        "Clip start within the file, seconds: a segment's first sample / 16000, exactly.",
+    ),
+    (
+        pa.field("end_s", pa.float64()),
+        "Clip end within the file, seconds: a segment's end sample / 16000 (null if undecoded).",
+    ),
     (pa.field("duration_s", pa.float64()), "Decoded duration of the clip, seconds."),
+    (
+        pa.field("recording_duration_s", pa.float64()),
+        "Decoded duration of the whole recording, seconds (null if undecoded).",
+    ),
     (pa.field("sample_rate_hz", pa.int32()), "Sample rate of the original file."),
     (pa.field("channels", pa.int32()), "Channel count of the original file."),
     (pa.field("language", pa.string()), "Language used: from the manifest, the job, or detected."),

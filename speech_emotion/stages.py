@@ -1,11 +1,12 @@
 """The two Ray Data stages: decode (CPU pool) and models (GPU pool). Glue only.
 
-Each is a class that sets up once in ``__init__`` and maps a batch in ``__call__``. The decode stage
-turns each recording into its clips (:mod:`clips`), one row per clip, or into one error row; the
-model stage keeps its rows and their order. A row that fails carries its error code and reason
-onward; it is never dropped. Only :class:`RowError` is caught per row: anything else is a bug and
-raises. What is done to the audio lives in :mod:`fetch`, :mod:`audio`, :mod:`features`, and what the
-models do in :mod:`annotator`.
+Each is a class that sets up once in ``__init__`` and maps a batch in ``__call__``. The decode
+stage turns each recording into its clips (:mod:`segments`) grouped into the windows Whisper hears
+(:mod:`windows`), or into one error row; the model stage turns windows back into one output row
+per clip, in order. A row that fails carries its error code and reason onward; it is never
+dropped. Only :class:`RowError` is caught per row: anything else is a bug and raises. What is done
+to the audio lives in :mod:`fetch`, :mod:`audio`, :mod:`features`; what the models do, in
+:mod:`annotator`; the batch between the stages, in :mod:`decoded`.
 """
 
 from __future__ import annotations
@@ -14,22 +15,25 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pyarrow as pa
 
-from .annotator import Annotation, Annotator, ClipInput
-from .clips import Clip, Clipper, whole_recording
+from .annotator import Annotation, Annotator, Transcriber
+from .clips import Clip, Clipper
 from .config import DecodeConfig, ModelConfig
+from .decoded import DecodedClip, DecodedWindow, read_table, to_table
 from .errors import ErrorCode, RowError
-from .features import ClipFeatures, FeatureSpec, WhisperFeatureSpec, audio_features
+from .features import FeatureSpec, WhisperFeatureSpec, audio_features
 from .fetch import Prefetcher
-from .schema import DECODED_SCHEMA, OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
+from .schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
+from .segments import Segmenter
+from .windows import Window, plan_windows
 
 if TYPE_CHECKING:
+    from .asr import Transcript
     from .audio import DecodedAudio
     from .plan import ModelPlan
 
@@ -62,40 +66,21 @@ class StageCounts:
 # blocks by audio rather than by rows keeps a decode actor's memory the same for 2 s clips and
 # 30 min files.
 _MAX_BLOCK_SAMPLES = 600 * 16000
-
-
-@dataclass
-class _Decoded:
-    """One output row of the decode stage: a clip of a recording, or why the recording failed."""
-
-    recording: int
-    """The row of the input batch it came from."""
-    audio: DecodedAudio | None
-    clip: Clip | None = None
-    error: RowError | None = None
-    waveform: np.ndarray | None = None
-    """The clip's samples, where the model stage still needs them."""
-    features: ClipFeatures | None = None
-    whisper_features: np.ndarray | None = None
-
-    @property
-    def values(self) -> int:
-        """float32 values this row puts in the block."""
-        return sum(a.size for a in (self.waveform, self.whisper_features) if a is not None) + (
-            self.features[0].size if self.features is not None else 0
-        )
+_RATE_HZ = 16000
 
 
 class DecodeStage:
-    """Fetches and decodes each recording to 16 kHz mono float32, recording its original format,
-    and cuts it into the clips to annotate.
+    """Fetches and decodes each recording to 16 kHz float32 (channels mixed, or split), records
+    its original format, cuts it into clips (:mod:`clips`, :mod:`segments`) and groups them into
+    the windows Whisper will hear (:mod:`windows`).
 
-    Given the emotion model's feature settings (``features``), it also computes the model's
-    input features here on a CPU worker, so the accelerator's actor does not; given Whisper's
-    (``whisper_features``), the same for the clips Whisper will transcribe (``whisper``: it runs
-    in this job; the row has no transcript) that fit its 30 s window. The samples go on only
-    where the model stage still needs them. Yields the clips in order, as one or more tables of
-    at most ``_MAX_BLOCK_SAMPLES`` float32 values (a longer clip goes alone).
+    Given the emotion model's feature settings (``features``), it computes each clip's input
+    features here on a CPU worker, so the accelerator's actor does not; given Whisper's
+    (``whisper_features``), each heard window's log-mel, for windows up to 30 s. A window is heard
+    when Whisper runs in this job (``whisper``) and a clip of it has no transcript: the row has
+    none, or the clip is not the whole recording the transcript describes. Samples go on only
+    where the model stage still needs them. Yields windows in order, as one or more tables of at
+    most ``_MAX_BLOCK_SAMPLES`` float32 values (a longer window goes alone).
     """
 
     def __init__(
@@ -105,24 +90,26 @@ class DecodeStage:
         features: FeatureSpec | None = None,
         whisper: bool = True,
         whisper_features: WhisperFeatureSpec | None = None,
-        clipper: Clipper = whole_recording,
+        clipper: Clipper | None = None,
     ) -> None:
         self.config = config
         self._features = features
         self._whisper = whisper
         self._whisper_features = whisper_features
-        self._clipper = clipper
+        self._clipper = clipper or Segmenter(config.segment)
         self._prefetch = Prefetcher(config.fetch_threads, config.allowed_prefixes)
         self.counts = StageCounts()
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         started, yielded = time.perf_counter(), False
-        rows: list[_Decoded] = []
+        rows: list[DecodedWindow] = []
         values = 0
         has_text = batch["text"].is_valid().to_pylist()
         fetched = self._prefetch(batch["audio"].to_pylist())
         for recording, (data, text) in enumerate(zip(fetched, has_text, strict=True)):
-            for row in self._decode(recording, data, text):
+            audio = self._decode(data)
+            del data  # the encoded file is not kept while its windows are made
+            for row in self._windows(recording, audio, text):
                 rows.append(row)
                 values += row.values
                 if values >= _MAX_BLOCK_SAMPLES:
@@ -131,16 +118,34 @@ class DecodeStage:
         if rows or not yielded:
             yield self._table(batch, rows, started)
 
-    def _decode(self, recording: int, data: bytes | RowError, has_text: bool) -> list[_Decoded]:
-        """The recording's clips, or one row saying why it has none."""
+    def _table(self, batch: pa.Table, windows: list[DecodedWindow], started: float) -> pa.Table:
+        table = to_table(batch, windows)
+        codes = [c.error.code.value if c.error else None for w in windows for c in w.clips]
+        self.counts.add(codes, time.perf_counter() - started)
+        logger.info("decode: %s", self.counts)
+        return table
+
+    def _decode(self, data: bytes | RowError) -> DecodedAudio | RowError:
         from .audio import decode_audio
 
         if isinstance(data, RowError):
-            return [_Decoded(recording, None, error=data)]
+            return data
         try:
-            audio = decode_audio(data, max_duration_s=self.config.max_duration_s)
+            return decode_audio(
+                data,
+                max_duration_s=self.config.longest_s,
+                split_channels=self.config.channels == "split",
+            )
         except RowError as exc:
-            return [_Decoded(recording, None, error=exc)]
+            return exc
+
+    def _windows(
+        self, recording: int, audio: DecodedAudio | RowError, has_text: bool
+    ) -> Iterator[DecodedWindow]:
+        """The recording's windows, made one at a time, or one row saying why it has none."""
+        if isinstance(audio, RowError):
+            yield DecodedWindow([DecodedClip(recording, None, error=audio)])
+            return
         if audio.duration_s < self.config.min_duration_s:
             # A recording too short for the model still reports what it is.
             too_short = RowError(
@@ -148,133 +153,73 @@ class DecodeStage:
                 f"clip is {audio.duration_s:.3f} s; the minimum is "
                 f"{self.config.min_duration_s} s (--min-duration-s)",
             )
-            return [_Decoded(recording, audio, error=too_short)]
-        return [self._clip(recording, audio, clip, has_text) for clip in self._clipper(audio)]
+            yield DecodedWindow([DecodedClip(recording, audio, error=too_short)])
+            return
+        clips = self._clipper(audio)
+        if not clips:
+            silent = RowError(
+                ErrorCode.NO_SPEECH,
+                f"no speech found in {audio.duration_s:.1f} s of audio (voice activity "
+                "detection); nothing to annotate",
+            )
+            yield DecodedWindow([DecodedClip(recording, audio, error=silent)])
+            return
+        for window in plan_windows(clips):
+            yield self._window(recording, audio, clips, window, has_text)
 
-    def _clip(self, recording: int, audio: DecodedAudio, clip: Clip, has_text: bool) -> _Decoded:
-        samples = clip.samples(audio)
-        heard = self._whisper and not has_text
+    def _window(
+        self,
+        recording: int,
+        audio: DecodedAudio,
+        clips: list[Clip],
+        window: Window,
+        has_text: bool,
+    ) -> DecodedWindow:
+        members = [clips[i] for i in window.clips]
+        heard = self._whisper and any(not (has_text and clip.whole) for clip in members)
+        samples = audio.track(window.channel)[window.start : window.end]
         mel = None
         if heard and self._whisper_features is not None:
             mel = self._whisper_features.log_mel(samples)
-        features = audio_features(self._features, samples) if self._features else None
-        keep = self._features is None or (heard and mel is None)
-        return _Decoded(
+        return DecodedWindow(
+            [self._clip(recording, audio, clip, window) for clip in members],
+            log_mel=mel,
+            waveform=samples if heard and mel is None else None,
+        )
+
+    def _clip(self, recording: int, audio: DecodedAudio, clip: Clip, window: Window) -> DecodedClip:
+        samples = clip.samples(audio)
+        return DecodedClip(
             recording,
             audio,
             clip=clip,
-            waveform=samples if keep else None,
-            features=features,
-            whisper_features=mel,
+            offset_s=(clip.start - window.start) / _RATE_HZ,
+            features=audio_features(self._features, samples) if self._features else None,
+            waveform=samples if self._features is None else None,
         )
 
-    def _table(self, batch: pa.Table, rows: list[_Decoded], started: float) -> pa.Table:
-        recordings = batch.take(pa.array([row.recording for row in rows], pa.int64()))
-        columns: dict[str, Any] = {name: recordings[name] for name in recordings.column_names}
-        starts = recordings["start_s"].to_pylist()
-        clip_columns = [_clip_columns(row, start) for row, start in zip(rows, starts, strict=True)]
-        for name in _CLIP_COLUMN_TYPES:
-            columns[name] = pa.array([c[name] for c in clip_columns], _CLIP_COLUMN_TYPES[name])
-        features = [row.features for row in rows]
-        mels = [row.whisper_features for row in rows]
-        columns.update(
-            waveform=_float_lists([_or_empty(row.waveform) for row in rows]),
-            audio_features=_float_lists([_or_empty(f and f[0]) for f in features]),
-            audio_feature_frames=pa.array([f and len(f[0]) for f in features], pa.int32()),
-            audio_feature_valid_frames=pa.array([f and f[1] for f in features], pa.int32()),
-            whisper_features=_float_lists([_or_empty(m) for m in mels]),
-            whisper_feature_frames=pa.array(
-                [m.shape[1] if m is not None else None for m in mels], pa.int32()
-            ),
-        )
-        out = pa.table(columns).select(DECODED_SCHEMA.names).cast(DECODED_SCHEMA)
-        self.counts.add(columns["error_code"].to_pylist(), time.perf_counter() - started)
-        logger.info("decode: %s", self.counts)
-        return out
 
+class _OnFirstUse:
+    """Whisper, loaded the first time a clip needs it. With recordings segmented, a run may need
+    it though every manifest row has a transcript (a long one is transcribed per segment), or
+    never (every recording was short)."""
 
-_CLIP_COLUMN_TYPES = {
-    "start_s": pa.float64(),
-    "end_s": pa.float64(),
-    "duration_s": pa.float64(),
-    "channel": pa.int32(),
-    "segment_index": pa.int32(),
-    "segment_count": pa.int32(),
-    "sample_rate_hz": pa.int32(),
-    "channels": pa.int32(),
-    "error_code": pa.string(),
-    "error": pa.string(),
-}
+    def __init__(self, load: Callable[[], Transcriber]) -> None:
+        self._load = load
+        self._model: Transcriber | None = None
 
+    @property
+    def model(self) -> Transcriber:
+        if self._model is None:
+            self._model = self._load()
+        return self._model
 
-def _clip_columns(row: _Decoded, recording_start_s: float) -> dict[str, Any]:
-    """A clip's place in its file and what the file is; for a failed recording, what is known."""
-    audio, clip, error = row.audio, row.clip, row.error
-    start_s, duration_s = recording_start_s, None
-    if clip is not None:
-        start_s, duration_s = recording_start_s + clip.start_s, clip.duration_s
-    elif audio is not None:
-        duration_s = audio.duration_s
-    return {
-        "start_s": start_s,
-        "end_s": start_s + duration_s if duration_s is not None else None,
-        "duration_s": duration_s,
-        "channel": clip.channel if clip else None,
-        "segment_index": clip.segment_index if clip else None,
-        "segment_count": clip.segment_count if clip else None,
-        "sample_rate_hz": audio.sample_rate_hz if audio else None,
-        "channels": audio.channels if audio else None,
-        "error_code": error.code.value if error else None,
-        "error": error.reason("decode") if error else None,
-    }
+    @property
+    def languages(self) -> Sequence[str]:
+        return self.model.languages
 
-
-_EMPTY = np.zeros(0, np.float32)
-
-
-def _or_empty(values: np.ndarray | None) -> np.ndarray:
-    return _EMPTY if values is None else values.ravel()
-
-
-def _float_lists(arrays: list[np.ndarray]) -> pa.LargeListArray:
-    """One list<float32> column from per-row arrays, without per-value Python objects."""
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-    np.cumsum([len(a) for a in arrays], out=offsets[1:])
-    values = np.concatenate(arrays) if arrays else _EMPTY
-    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
-
-
-def _views(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
-    """Zero-copy views of each row's float values."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    offsets = array.offsets.to_numpy()
-    values = array.values.to_numpy(zero_copy_only=False)
-    return [values[offsets[i] : offsets[i + 1]] for i in range(len(array))]
-
-
-def _clip_inputs(batch: pa.Table, live: list[int]) -> list[ClipInput]:
-    """The live rows of a decoded batch as the annotator takes them."""
-    waves = _views(batch["waveform"])
-    features = _views(batch["audio_features"])
-    frames = batch["audio_feature_frames"].to_pylist()
-    valid = batch["audio_feature_valid_frames"].to_pylist()
-    mels = _views(batch["whisper_features"])
-    mel_frames = batch["whisper_feature_frames"].to_pylist()
-    texts, languages = batch["text"].to_pylist(), batch["language"].to_pylist()
-    return [
-        ClipInput(
-            waveform=waves[i],
-            text=texts[i],
-            language=languages[i],
-            # Features [frames, width] and log-mel [mel bins, frames], row-major.
-            features=None if frames[i] is None else (features[i].reshape(frames[i], -1), valid[i]),
-            log_mel=None if mel_frames[i] is None else mels[i].reshape(-1, mel_frames[i]),
-        )
-        for i in live
-    ]
-
-
-_ARRAY_COLUMNS = ["waveform", "audio_features", "whisper_features"]
+    def transcribe(self, *args, **kwargs) -> list[Transcript]:
+        return self.model.transcribe(*args, **kwargs)
 
 
 class ModelStage:
@@ -301,12 +246,14 @@ class ModelStage:
         )
         transcriber = None
         if plan.needs_whisper and config.needs_text:
-            transcriber, _ = load_transcriber(
-                config,
-                device,
-                batch_size=batch_size,
-                cpu_threads=cpu_threads,
-                revision=plan.whisper_revision,
+            transcriber = _OnFirstUse(
+                lambda: load_transcriber(
+                    config,
+                    device,
+                    batch_size=batch_size,
+                    cpu_threads=cpu_threads,
+                    revision=plan.whisper_revision,
+                )[0]
             )
         self.annotator = Annotator(classifier, transcriber, language=config.job_language)
         self.model_columns = {
@@ -323,10 +270,10 @@ class ModelStage:
         self.counts = StageCounts()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        """A batch of windows in, one output row per clip out, in order."""
         started = time.perf_counter()
-        rows = batch.drop_columns(_ARRAY_COLUMNS).to_pylist()
-        live = [i for i, row in enumerate(rows) if row["error_code"] is None]
-        annotations = self.annotator.annotate(_clip_inputs(batch, live))
+        rows, live, clips, windows = read_table(batch)
+        annotations = self.annotator.annotate(clips, windows)
         for i, note in zip(live, annotations, strict=True):
             self._fill(rows[i], note)
         now = dt.datetime.now(dt.timezone.utc)

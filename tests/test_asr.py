@@ -307,3 +307,20 @@ def test_the_tiny_whisper_is_a_complete_folder_and_the_same_for_the_same_seed(
     }
     assert {path.name for path in again.iterdir()} == expected
     assert (again / "model.bin").read_bytes() == (Path(model_dir) / "model.bin").read_bytes()
+
+
+def test_words_go_to_the_span_their_middle_falls_in_or_the_nearer_half_of_a_pause():
+    from speech_emotion.asr import words_by_span
+
+    spans = [(0.5, 2.0), (3.0, 4.0), (6.0, 7.5)]
+    words = [
+        {"word": " Hello", "start": 0.4, "end": 0.9},
+        {"word": " there.", "start": 1.8, "end": 2.3},  # runs past its span: middle still in it
+        {"word": " Late", "start": 2.2, "end": 2.6},  # in the pause, nearer the first span
+        {"word": " On", "start": 2.6, "end": 3.2},  # in the pause, nearer the second
+        {"word": " time.", "start": 3.3, "end": 3.9},
+        {"word": "", "start": 5.0, "end": 5.1},
+        {"word": " Bye.", "start": 6.1, "end": 6.9},
+    ]
+    assert words_by_span(words, spans) == ("Hello there. Late", "On time.", "Bye.")
+    assert words_by_span([], spans) == ("", "", "")

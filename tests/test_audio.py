@@ -279,3 +279,44 @@ def test_durations_are_the_files_own_and_the_resampled_length_follows_librosa(
     assert decoded.duration_s == frames / rate_hz
     assert (decoded.sample_rate_hz, decoded.channels) == (rate_hz, channels)
     assert decoded.waveform.size == math.ceil(frames * (TARGET_SAMPLE_RATE_HZ / rate_hz))
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "m4a"])
+def test_split_channels_are_each_channel_decoded_on_its_own(fmt: str) -> None:
+    left = audiogen.tone(1.0, 44100, 1, freq_hz=300.0)
+    right = audiogen.tone(1.0, 44100, 1, freq_hz=700.0, amplitude=0.2)
+    stereo = decode_audio(
+        audiogen.encode(np.hstack([left, right]), 44100, fmt), split_channels=True
+    )
+    assert stereo.split is not None and len(stereo.split) == 2 and stereo.waveform.size == 0
+    assert _dominant_frequency_hz(stereo.track(0), TARGET_SAMPLE_RATE_HZ) == pytest.approx(
+        300, abs=2
+    )
+    assert _dominant_frequency_hz(stereo.track(1), TARGET_SAMPLE_RATE_HZ) == pytest.approx(
+        700, abs=2
+    )
+    mixed = decode_audio(audiogen.encode(np.hstack([left, right]), 44100, fmt))
+    # Resampling is linear: the mix of the split channels is the mixed decode, to float rounding.
+    np.testing.assert_allclose((stereo.track(0) + stereo.track(1)) / 2, mixed.waveform, atol=1e-5)
+    if fmt in audiogen.LOSSLESS_FORMATS:
+        alone = decode_audio(audiogen.encode(left, 44100, fmt))
+        np.testing.assert_array_equal(stereo.track(0), alone.waveform)
+
+
+def test_a_mixed_decode_has_no_channels_to_name_and_a_split_one_no_mix() -> None:
+    data = audiogen.encode(audiogen.tone(0.2, 16000, 2), 16000, "wav")
+    with pytest.raises(ValueError, match="mixed"):
+        decode_audio(data).track(0)
+    with pytest.raises(ValueError, match="split"):
+        decode_audio(data, split_channels=True).track(None)
+
+
+def test_long_audio_is_resampled_as_it_is_decoded_with_the_same_samples_as_at_once() -> None:
+    # soxr's stream, fed block by block, gives librosa's one-shot result to the bit.
+    samples = (0.1 * np.random.default_rng(3).standard_normal((3 * 48000 + 17, 1))).astype(
+        np.float32
+    )
+    decoded = decode_audio(audiogen.encode(samples, 48000, "flac"))
+    pcm = audiogen.pcm16(samples[:, 0]) / np.float32(32768)
+    expected = soxr.resample(pcm.astype(np.float32), 48000, 16000, quality="HQ")
+    np.testing.assert_array_equal(decoded.waveform[: expected.size], expected)

@@ -12,9 +12,12 @@ import pytest
 
 from speech_emotion import predict_emotion
 from speech_emotion.audio import decode_audio
-from speech_emotion.predict import _CACHE, clear_model_cache
+from speech_emotion.config import SegmentConfig
+from speech_emotion.emotion import EN_LABELS
+from speech_emotion.predict import _CACHE, Predictor, clear_model_cache
 
 from .audiogen import encode, tone
+from .factories import speech, tiny_model_config, tiny_model_flags
 
 
 def speech_emotion(*args: str) -> subprocess.CompletedProcess:
@@ -154,3 +157,32 @@ def test_predict_emotion_text_mode_reads_the_toolkit_model_config_file(tiny_mode
         "sad",
         "surprise",
     }
+
+
+def test_predict_with_segments_prints_a_timeline_of_the_recording(tiny_models, tmp_path):
+    said = speech(["a00", "b01", "a02"], [1.0, 0.8, 0.5])
+    path = tmp_path / "three.wav"
+    path.write_bytes(said.wav())
+    result = speech_emotion(
+        "predict", str(path), "--segment", "always", *tiny_model_flags(tiny_models, job=False)
+    )
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.strip().splitlines()
+    assert header.split()[:4] == ["start_s", "end_s", "channel", "emotion"]
+    assert len(lines) == 3
+    for line, (_, start, end) in zip(lines, said.spans, strict=True):
+        start_s, end_s, channel, emotion = line.split()[:4]
+        assert float(start_s) <= start / 16000 + 0.01 and float(end_s) >= end / 16000 - 0.01
+        assert channel == "mix" and emotion in EN_LABELS
+
+
+def test_the_predictor_timeline_gives_each_channels_segments_in_time_order(tiny_models, tmp_path):
+    call = speech(["a00", "b01", "a02"], [0.8, 0.8, 0.5], channels=[0, 1, 0])
+    path = tmp_path / "call.wav"
+    path.write_bytes(call.wav(8000))
+    predictor = Predictor(tiny_model_config(tiny_models))
+    rows = predictor.timeline(str(path), channels="split")
+    assert [(r["channel"], r["segment_index"]) for r in rows] == [(0, 0), (0, 1), (1, 0)]
+    assert all(r["top_label"] in r["scores"] and r["transcript"] is not None for r in rows)
+    whole = predictor.timeline(str(path), segment=SegmentConfig(mode="off"))
+    assert [(r["channel"], r["start_s"]) for r in whole] == [(None, 0.0)]

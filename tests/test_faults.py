@@ -35,7 +35,7 @@ from speech_emotion.config import ResourceConfig
 from speech_emotion.output import Output, open_output
 from speech_emotion.pipeline import run
 
-from .factories import Corpus, job_config, tiny_model_flags
+from .factories import Corpus, job_config, speech, tiny_model_flags
 
 pytestmark = [
     pytest.mark.slow,
@@ -449,3 +449,58 @@ def test_a_driver_killed_mid_run_resumes_with_the_same_command_and_keeps_what_wa
     if ray_session:
         still = [p for p, (*_, cmd) in _processes().items() if ray_session.group(0) in cmd]
         assert not still, still
+
+
+RECORDINGS = 24
+
+
+def test_a_driver_killed_while_segmenting_long_recordings_resumes_without_a_doubled_segment(
+    tmp_path, tiny_models
+):
+    # Each recording is 10 sentences, about 38 s: cut into 10 segments, heard in 2 windows. A
+    # recording's segments can land in two staged files, so a kill can leave one staged in part.
+    corpus = Corpus(str(tmp_path / "corpus"))
+    for i in range(RECORDINGS):
+        names = [f"{'ab'[i % 2]}{(i + k) % 14:02d}" for k in range(10)]
+        said = speech(names, [0.6 + 0.1 * ((i + k) % 5) for k in range(10)])
+        corpus.add(f"rec-{i:02d}", said.wav())
+    output = tmp_path / "labels"
+    cmd = _annotate_cmd(
+        corpus.manifest,
+        str(output),
+        *tiny_model_flags(tiny_models),
+        "--cpu-workers",
+        "1",
+        # Three windows a model batch: a batch ends inside a recording as often as not.
+        *("--batch-size", "3", "--decode-batch-size", "2"),
+    )
+    crashed_log = tmp_path / "crashed.log"
+    crashed = _start(cmd, _cli_env(), crashed_log)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not _rows_in(list(output.glob("_staging/*/*.parquet"))):
+            assert crashed.poll() is None, crashed_log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "nothing was staged in time"
+            time.sleep(0.05)
+    finally:
+        leftovers = _kill_session(crashed.pid)
+        crashed.wait(timeout=10)
+    assert not leftovers, f"processes of the killed run still alive: {leftovers}"
+    staged = open_output(str(output)).ledger
+    [run_id] = staged.uncommitted()
+    history = open_output(str(output)).history(resuming=run_id)
+    assert history.partial or history.staged, "the kill has to land with segments staged"
+    assert len(history.staged) < RECORDINGS, "the crash has to land with recordings still to do"
+
+    resumed_log = tmp_path / "resumed.log"
+    resumed = _start(cmd, _cli_env(), resumed_log)
+    text = _finish(resumed, resumed_log)
+    assert resumed.returncode == 0, text[-3000:]
+    rows_expected = 10 * RECORDINGS
+    assert f"run {run_id} (resumed): {rows_expected} rows of {RECORDINGS} recordings" in text
+
+    rows = open_output(str(output)).read(["id", "segment_index", "segment_count", "run_id"])
+    keys = list(zip(rows["id"].to_pylist(), rows["segment_index"].to_pylist(), strict=True))
+    assert len(keys) == len(set(keys)) == rows_expected
+    assert set(rows["segment_count"].to_pylist()) == {10}
+    assert set(rows["run_id"].to_pylist()) == {run_id}

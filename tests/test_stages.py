@@ -14,13 +14,14 @@ import pytest
 from speech_emotion import stages
 from speech_emotion.annotator import Annotator
 from speech_emotion.clips import Clip
-from speech_emotion.config import DecodeConfig
+from speech_emotion.config import DecodeConfig, SegmentConfig
 from speech_emotion.features import FeatureSpec, WhisperFeatureSpec
 from speech_emotion.plan import ModelPlan
 from speech_emotion.schema import DECODED_SCHEMA, OUTPUT_SCHEMA, RECORDING_SCHEMA
 from speech_emotion.stages import DecodeStage, ModelStage
 
-from .factories import FakeClassifier, FakeTranscriber, recording, table, tiny_model_config, wav
+from .factories import FakeClassifier, FakeTranscriber, recording, speech, tiny_model_config, wav
+from .factories import table as table_of
 
 
 def recordings(tmp_path, specs: list[tuple[str, float | None, str | None, str | None]]) -> pa.Table:
@@ -31,12 +32,21 @@ def recordings(tmp_path, specs: list[tuple[str, float | None, str | None, str | 
         if seconds is not None:
             path.write_bytes(wav(seconds))
         rows.append(recording(clip_id, audio=str(path), text=text, language=language))
-    return table(RECORDING_SCHEMA, rows)
+    return table_of(RECORDING_SCHEMA, rows)
 
 
 def decode(stage: DecodeStage, batch: pa.Table) -> pa.Table:
-    """All the blocks the decode stage yields for one batch, as one table."""
+    """All the windows the decode stage yields for one batch, as one table."""
     return pa.concat_tables(stage(batch))
+
+
+def clips_of(windows: pa.Table) -> pa.Table:
+    """The clips in decoded windows, in order."""
+    return pa.Table.from_struct_array(windows["clips"].combine_chunks().flatten())
+
+
+def lengths(column) -> list[int]:
+    return [len(v) for v in column.to_pylist()]
 
 
 def model_stage(tiny_models, *, needs_whisper: bool = True, mode: str = "concat") -> ModelStage:
@@ -64,21 +74,23 @@ def test_decode_keeps_rows_in_order_and_marks_failures(tmp_path):
             ("c", 1.0, None, None),
         ],
     )
-    out = decode(DecodeStage(DecodeConfig(min_duration_s=0.1)), table)
-    assert out.schema == DECODED_SCHEMA
+    windows = decode(DecodeStage(DecodeConfig(min_duration_s=0.1)), table)
+    assert windows.schema == DECODED_SCHEMA
+    out = clips_of(windows)
     assert out["id"].to_pylist() == ["a", "gone", "b", "c"]
     assert out["error_code"].to_pylist() == [None, "missing_object", "too_short", None]
-    assert [len(w) for w in out["waveform"].to_pylist()] == [8000, 0, 0, 16000]
+    # Without the emotion model's features the clips' samples go on; Whisper hears the windows.
+    assert lengths(out["waveform"]) == lengths(windows["waveform"]) == [8000, 0, 0, 16000]
     # A clip too short for the model still reports what it is.
     assert out["duration_s"].to_pylist()[2] == pytest.approx(0.05)
 
 
 def test_a_whole_file_is_one_clip_and_a_failed_recording_one_row_without_a_clip(tmp_path):
     table = recordings(tmp_path, [("a", 0.5, None, None), ("gone", None, None, None)])
-    out = decode(DecodeStage(DecodeConfig()), table).to_pylist()
-    whole, failed = out
+    whole, failed = clips_of(decode(DecodeStage(DecodeConfig()), table)).to_pylist()
     assert (whole["channel"], whole["segment_index"], whole["segment_count"]) == (None, 0, 1)
     assert (whole["start_s"], whole["end_s"], whole["duration_s"]) == (0.0, 0.5, 0.5)
+    assert whole["recording_duration_s"] == 0.5
     assert (failed["channel"], failed["segment_index"], failed["segment_count"]) == (None,) * 3
     assert (failed["start_s"], failed["end_s"], failed["duration_s"]) == (0.0, None, None)
 
@@ -88,8 +100,8 @@ def halves(audio) -> list[Clip]:
     mid = len(audio.waveform) // 2
     end = len(audio.waveform)
     return [
-        Clip(0, mid, 0.0, mid / 16000, segment_index=0, segment_count=2),
-        Clip(mid, end, mid / 16000, end / 16000, segment_index=1, segment_count=2),
+        Clip(0, mid, 0.0, mid / 16000, segment_index=0, segment_count=2, whole=False),
+        Clip(mid, end, mid / 16000, end / 16000, segment_index=1, segment_count=2, whole=False),
     ]
 
 
@@ -100,16 +112,20 @@ def test_a_clipper_makes_one_row_per_clip_each_with_its_own_samples_and_features
         tmp_path, [("a", 1.0, None, None), ("gone", None, None, None), ("b", 0.6, "hi", None)]
     )
     stage = DecodeStage(DecodeConfig(), features=features(tiny_models), clipper=halves)
-    out = decode(stage, table)
+    windows = decode(stage, table)
+    out = clips_of(windows)
     assert out["id"].to_pylist() == ["a", "a", "gone", "b", "b"]
     assert out["segment_index"].to_pylist() == [0, 1, None, 0, 1]
     assert out["start_s"].to_pylist() == [0.0, 0.5, 0.0, 0.0, 0.3]
     assert out["end_s"].to_pylist() == [0.5, 1.0, None, 0.3, 0.6]
-    assert out["text"].to_pylist() == [None, None, None, "hi", "hi"]
     # Half a second is 48 fbank frames, stacked in pairs; the features are the slice's own.
     assert out["audio_feature_frames"].to_pylist() == [24, 24, None, 14, 14]
-    # Only clips Whisper will hear keep their samples.
-    assert [len(w) for w in out["waveform"].to_pylist()] == [8000, 8000, 0, 0, 0]
+    # A recording's transcript is not its segments': Whisper hears them all, in shared windows.
+    assert out["text"].to_pylist() == [None] * 5
+    assert [len(w) for w in windows["clips"].to_pylist()] == [2, 1, 2]
+    assert out["window_offset_s"].to_pylist() == [0.0, 0.5, 0.0, 0.0, 0.3]
+    assert lengths(windows["waveform"]) == [16000, 0, 9600]
+    assert lengths(out["waveform"]) == [0] * 5
 
 
 def test_the_model_stage_puts_the_annotators_results_in_their_columns(tiny_models, tmp_path):
@@ -148,14 +164,18 @@ def test_decode_splits_a_batch_into_blocks_of_bounded_audio(tmp_path, monkeypatc
     monkeypatch.setattr(stages, "_MAX_BLOCK_SAMPLES", 2 * 16000)
     specs = [("a", 1.0), ("b", 1.5), ("gone", None), ("c", 3.0), ("d", 0.5)]
     table = recordings(tmp_path, [(clip_id, s, None, None) for clip_id, s in specs])
-    blocks = list(DecodeStage(DecodeConfig())(table))
-    assert [block["id"].to_pylist() for block in blocks] == [["a", "b"], ["gone", "c"], ["d"]]
+    blocks = list(DecodeStage(DecodeConfig(), whisper=False)(table))
+    assert [clips_of(block)["id"].to_pylist() for block in blocks] == [
+        ["a", "b"],
+        ["gone", "c"],
+        ["d"],
+    ]
     assert all(block.schema == DECODED_SCHEMA for block in blocks)
 
 
 def test_decode_refuses_files_longer_than_the_maximum(tmp_path):
     table = recordings(tmp_path, [("long", 3.0, None, None)])
-    out = decode(DecodeStage(DecodeConfig(max_duration_s=2.0)), table)
+    out = clips_of(decode(DecodeStage(DecodeConfig(max_duration_s=2.0)), table))
     assert out["error_code"].to_pylist() == ["too_long"]
     assert "longer than the 2 s limit" in out["error"][0].as_py()
 
@@ -168,15 +188,16 @@ def test_decode_computes_the_emotion_features_and_keeps_audio_only_for_whisper(
         [("given", 0.6, "hello", None), ("heard", 0.8, None, None), ("gone", None, None, None)],
     )
     spec = features(tiny_models)
-    out = decode(DecodeStage(DecodeConfig(), features=spec, whisper=True), table)
-    assert out.schema == DECODED_SCHEMA
+    windows = decode(DecodeStage(DecodeConfig(), features=spec, whisper=True), table)
+    out = clips_of(windows)
     # 58 and 78 fbank frames of 10 ms, stacked in pairs of 160 values.
     assert out["audio_feature_frames"].to_pylist() == [29, 39, None]
-    assert [len(f) for f in out["audio_features"].to_pylist()] == [29 * 160, 39 * 160, 0]
-    # Only the row Whisper will hear keeps its samples between the stages.
-    assert [len(w) for w in out["waveform"].to_pylist()] == [0, 12800, 0]
+    assert lengths(out["audio_features"]) == [29 * 160, 39 * 160, 0]
+    # Only the window Whisper will hear keeps its samples between the stages.
+    assert lengths(out["waveform"]) == [0, 0, 0]
+    assert lengths(windows["waveform"]) == [0, 12800, 0]
     without = decode(DecodeStage(DecodeConfig(), features=spec, whisper=False), table)
-    assert [len(w) for w in without["waveform"].to_pylist()] == [0, 0, 0]
+    assert lengths(without["waveform"]) == [0, 0, 0]
 
 
 def test_decode_gives_whisper_its_features_for_clips_that_fit_its_window(tiny_models, tmp_path):
@@ -186,33 +207,39 @@ def test_decode_gives_whisper_its_features_for_clips_that_fit_its_window(tiny_mo
     )
     whisper = whisper_spec(tiny_models)
     stage = DecodeStage(
-        DecodeConfig(), features=features(tiny_models), whisper=True, whisper_features=whisper
+        DecodeConfig(segment=SegmentConfig(mode="off")),
+        features=features(tiny_models),
+        whisper=True,
+        whisper_features=whisper,
     )
     out = decode(stage, table)
     # 80 frames of 10 ms (the extractor's last, from its own padding, dropped).
     assert out["whisper_feature_frames"].to_pylist() == [None, 80, None]
-    mels = [len(m) for m in out["whisper_features"].to_pylist()]
-    assert mels == [0, whisper.feature_size * 80, 0]
+    assert lengths(out["whisper_features"]) == [0, whisper.feature_size * 80, 0]
     # Past the 30 s window Whisper decodes from the samples, window by window.
-    assert [len(w) for w in out["waveform"].to_pylist()] == [0, 0, 30.5 * 16000]
+    assert lengths(out["waveform"]) == [0, 0, 30.5 * 16000]
 
 
-def test_a_decode_worker_computes_features_without_importing_torch(tiny_models, tmp_path):
+def test_a_decode_worker_segments_and_computes_features_without_importing_torch(
+    tiny_models, tmp_path
+):
     # torch costs every decode worker about 150 MB and a second of start-up, for nothing.
-    table = recordings(tmp_path, [("a", 0.6, None, None)])
-    pq.write_table(table, tmp_path / "clips.parquet")
+    (tmp_path / "two.wav").write_bytes(speech(["a00", "b01"], [1.0, 0.5]).wav())
+    table = table_of(RECORDING_SCHEMA, [recording("two", audio=str(tmp_path / "two.wav"))])
+    pq.write_table(table, tmp_path / "recordings.parquet")
     folder = tiny_models.emotion["concat"]
     script = f"""
 import sys
 import pyarrow.parquet as pq
-from speech_emotion.config import DecodeConfig
-from speech_emotion.features import FeatureSpec, WhisperFeatureSpec
+from speech_emotion.config import DecodeConfig, SegmentConfig
+from speech_emotion.features import FeatureSpec
 from speech_emotion.stages import DecodeStage
 
 spec = FeatureSpec.from_config(open({str(folder / "preprocessor_config.json")!r}, "rb").read(), "m")
-stage = DecodeStage(DecodeConfig(), features=spec)
-out = list(stage(pq.read_table({str(tmp_path / "clips.parquet")!r})))
-assert out[0]["audio_feature_frames"].to_pylist() == [29], out[0]
+stage = DecodeStage(DecodeConfig(segment=SegmentConfig(mode="always")), features=spec)
+out = list(stage(pq.read_table({str(tmp_path / "recordings.parquet")!r})))
+clips = out[0]["clips"].to_pylist()
+assert [c["segment_index"] for c in clips[0]] == [0, 1], clips
 print(sorted(m for m in ("torch", "transformers.models") if m in sys.modules))
 """
     done = subprocess.run(
@@ -231,7 +258,8 @@ def test_features_from_decode_give_the_labels_the_waveforms_give(tiny_models, tm
         DecodeConfig(), features=features(tiny_models), whisper_features=whisper_spec(tiny_models)
     )
     decoded = decode(ahead, table)
-    assert decoded["waveform"].to_pylist() == [[], [], []]  # features only
+    assert lengths(decoded["waveform"]) == [0, 0, 0]  # features only
+    assert lengths(clips_of(decoded)["waveform"]) == [0, 0, 0]
     from_features = stage(decoded)
     for column in ("status", "transcript", "emotion", "scores"):
         assert from_features[column].to_pylist() == from_waves[column].to_pylist()
