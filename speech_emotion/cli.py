@@ -100,9 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     for column in ("audio", "id", "text", "language"):
         _option(annotate, f"--{column}-column", ManifestConfig, help=f"manifest column: {column}")
     _add_model_options(annotate)
-    _option(annotate, "--batch-size", ResourceConfig, type=int, help="clips per model batch")
     _option(
-        annotate, "--decode-batch-size", ResourceConfig, type=int, help="clips per decode batch"
+        annotate,
+        "--batch-size",
+        ResourceConfig,
+        type=int,
+        help="Whisper windows per model batch (a short clip, or up to 30 s of segments, each)",
+    )
+    _option(
+        annotate,
+        "--decode-batch-size",
+        ResourceConfig,
+        type=int,
+        help="recordings per decode batch",
     )
     _option(
         annotate,

@@ -260,9 +260,10 @@ class ResourceConfig:
     """How much of the cluster the job asks for."""
 
     batch_size: int = 16
-    """Clips per model-stage batch."""
+    """Whisper windows per model-stage batch: a short clip, or up to 30 s of a recording's
+    segments, each."""
     decode_batch_size: int = 16
-    """Clips per decode-stage batch; small, because decoded audio is ~230 MB per hour."""
+    """Recordings per decode-stage batch; small, because decoded audio is ~230 MB per hour."""
     cpu_workers: int | None = None
     """Maximum decode actors; None: as many as the cluster has CPUs for (Ray Data adds them
     while the models wait for input)."""

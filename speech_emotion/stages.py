@@ -106,9 +106,10 @@ class DecodeStage:
         values = 0
         has_text = batch["text"].is_valid().to_pylist()
         fetched = self._prefetch(batch["audio"].to_pylist())
-        for recording, (data, text) in enumerate(zip(fetched, has_text, strict=True)):
-            audio = self._decode(data)
-            del data  # the encoded file is not kept while its windows are made
+        for recording, text in enumerate(has_text):
+            # Taken with next(), not zipped: zip and enumerate keep their last tuple, and with it
+            # the encoded file, alive while its windows are made.
+            audio = self._decode(next(fetched))
             for row in self._windows(recording, audio, text):
                 rows.append(row)
                 values += row.values
