@@ -191,7 +191,9 @@ def _clip_inputs(clips: pa.Table, live: list[int]) -> list[ClipInput]:
     ]
 
 
-def _window_inputs(batch: pa.Table, clips: pa.Table, parents: np.ndarray, live: list[int]):
+def _window_inputs(
+    batch: pa.Table, clips: pa.Table, parents: np.ndarray, live: list[int]
+) -> list[WindowInput]:
     """The windows of a decoded batch, over the live clips' positions in ``live``."""
     position = {clip: k for k, clip in enumerate(live)}
     members: list[list[int]] = [[] for _ in range(batch.num_rows)]
