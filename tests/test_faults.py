@@ -185,6 +185,25 @@ def _finish(process: subprocess.Popen, log: Path, timeout_s: float = WAIT_S) -> 
     return log.read_text(errors="replace")
 
 
+def _crash_once_staged(cmd: list[str], output: Path, log: Path) -> Path:
+    """Runs the CLI until a staged file is complete, then kills it and the Ray it started."""
+    crashed = _start(cmd, _cli_env(), log)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        # A complete staged file, not merely a started one: a file caught mid-write by the kill
+        # is torn, and the resume rightly redoes its rows, which would leave nothing to compare.
+        while not _rows_in(list(output.glob("_staging/*/*.parquet"))):
+            assert crashed.poll() is None, log.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "nothing was staged in time"
+            time.sleep(0.05)
+    finally:
+        # The whole session at once: the CLI, the Ray it started and the workers, mid-write or not.
+        leftovers = _kill_session(crashed.pid)
+        crashed.wait(timeout=10)
+    assert not leftovers, f"processes of the killed run still alive: {leftovers}"
+    return log
+
+
 # -- an object store that goes away for a moment ------------------------------------------------
 
 
@@ -404,21 +423,7 @@ def test_a_driver_killed_mid_run_resumes_with_the_same_command_and_keeps_what_wa
         "2",
         *SMALL_BATCHES,
     )
-    crashed_log = tmp_path / "crashed.log"
-    crashed = _start(cmd, _cli_env(), crashed_log)
-    try:
-        deadline = time.monotonic() + WAIT_S
-        # A complete staged file, not merely a started one: a file caught mid-write by the kill
-        # is torn, and the resume rightly redoes its rows, which would leave nothing to compare.
-        while not _rows_in(list(output.glob("_staging/*/*.parquet"))):
-            assert crashed.poll() is None, crashed_log.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "nothing was staged in time"
-            time.sleep(0.05)
-    finally:
-        # The whole session at once: the CLI, the Ray it started and the workers, mid-write or not.
-        leftovers = _kill_session(crashed.pid)
-        crashed.wait(timeout=10)
-    assert not leftovers, f"processes of the killed run still alive: {leftovers}"
+    crashed_log = _crash_once_staged(cmd, output, tmp_path / "crashed.log")
     ray_session = re.search(r"session_\d{4}-\d\d-\d\d_[\d-]+_\d+_\d+", crashed_log.read_text())
 
     [staging] = list((output / "_staging").iterdir())
@@ -474,18 +479,7 @@ def test_a_driver_killed_while_segmenting_long_recordings_resumes_without_a_doub
         # Three windows a model batch: a batch ends inside a recording as often as not.
         *("--batch-size", "3", "--decode-batch-size", "2"),
     )
-    crashed_log = tmp_path / "crashed.log"
-    crashed = _start(cmd, _cli_env(), crashed_log)
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while not _rows_in(list(output.glob("_staging/*/*.parquet"))):
-            assert crashed.poll() is None, crashed_log.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "nothing was staged in time"
-            time.sleep(0.05)
-    finally:
-        leftovers = _kill_session(crashed.pid)
-        crashed.wait(timeout=10)
-    assert not leftovers, f"processes of the killed run still alive: {leftovers}"
+    _crash_once_staged(cmd, output, tmp_path / "crashed.log")
     staged = open_output(str(output)).ledger
     [run_id] = staged.uncommitted()
     history = open_output(str(output)).history(resuming=run_id)
