@@ -8,6 +8,8 @@ whose text the transcriber splits back by the clips' places in it.
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -133,6 +135,8 @@ class Annotator:
         self.classifier = classifier
         self.transcriber = transcriber
         self.language = language
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+        """Time spent in the models so far: ``whisper_s``, ``emotion_s``."""
 
     def annotate(
         self, clips: Sequence[ClipInput], windows: Sequence[WindowInput] | None = None
@@ -180,12 +184,14 @@ class Annotator:
         if pending:
             if self.transcriber is None:
                 raise RuntimeError("clips need Whisper but no transcriber was given")
+            started = time.perf_counter()
             transcripts = self.transcriber.transcribe(
                 [w.waveform for w in pending],
                 [out[next(i for i in w.clips if i in heard)].language for w in pending],
                 features=[w.log_mel for w in pending],
                 spans=[w.spans if len(w.clips) > 1 else None for w in pending],
             )
+            self.seconds["whisper_s"] += time.perf_counter() - started
             for window, transcript in zip(pending, transcripts, strict=True):
                 for i, text in zip(window.clips, transcript.parts, strict=True):
                     if i in heard:
@@ -218,7 +224,9 @@ class Annotator:
             else:
                 waves = [clips[i].waveform for i in live]
         texts = [out[i].transcript or "" for i in live] if classifier.needs_text else None
+        started = time.perf_counter()
         probabilities = classifier.classify(waves, texts, features=features)
+        self.seconds["emotion_s"] += time.perf_counter() - started
         labels = classifier.labels
         for i, probs in zip(live, probabilities, strict=True):
             top = int(np.argmax(probs))

@@ -162,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="give up on a recording after this many failures",
     )
+    _option(
+        annotate,
+        "--progress-every-s",
+        JobConfig,
+        type=float,
+        help="seconds between progress lines when the output is a log, not a terminal",
+    )
     annotate.add_argument(
         "--allowed-prefix",
         action="append",
@@ -171,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="list the committed runs of an output dataset")
     runs.add_argument("output", help="output Parquet dataset folder (any fsspec URI)")
+
+    report = commands.add_parser(
+        "report", help="write an HTML report (self-contained, offline) of committed runs"
+    )
+    report.add_argument("output", help="output dataset folder (any fsspec URI)")
+    report.add_argument(
+        "--run", action="append", help="a run to report (repeatable; default: every run)"
+    )
+    report.add_argument("--out", default="report.html", help="the HTML file to write")
 
     predict = commands.add_parser("predict", help="classify one file (models cached per process)")
     predict.add_argument("file", help="audio file (any fsspec URI)")
@@ -217,6 +233,7 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
         ),
         run_id=args.run_id,
         max_attempts=args.max_attempts,
+        progress_every_s=args.progress_every_s,
     )
 
 
@@ -262,6 +279,19 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    import fsspec
+
+    from .output import open_output
+    from .report import report_for
+
+    html = report_for(open_output(args.output), args.run)
+    with fsspec.open(args.out, "w") as f:
+        f.write(html)
+    print(f"report of {len(args.run) if args.run else 'every'} run(s) written to {args.out}")
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from .predict import Predictor
 
@@ -288,7 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    handler = {"annotate": _annotate, "predict": _predict, "runs": _runs}[args.command]
+    # The progress line shows at the default level (it is logged only without a terminal).
+    logging.getLogger("speech_emotion.progress").setLevel(logging.INFO)
+    handler = {"annotate": _annotate, "predict": _predict, "runs": _runs, "report": _report}[
+        args.command
+    ]
     try:
         return handler(args)
     except Exception as exc:

@@ -309,9 +309,12 @@ class JobConfig:
     """None: resume the run that did not finish, else start a new one."""
     max_attempts: int = 3
     """A row that failed this many times is not tried again (raise it to retry)."""
+    progress_every_s: float = 30.0
+    """Seconds between progress lines, logged when the output is not a terminal."""
 
     def __post_init__(self) -> None:
         require(self.max_attempts >= 1, "max_attempts", self.max_attempts, ">= 1")
+        require(self.progress_every_s > 0, "progress_every_s", self.progress_every_s, "> 0")
         if self.run_id is not None:
             require(
                 bool(self.run_id) and "/" not in self.run_id and not self.run_id.startswith("_"),

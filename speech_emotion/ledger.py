@@ -20,7 +20,8 @@ import json
 import logging
 import posixpath
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -54,6 +55,12 @@ class RunRecord:
     models: dict[str, str | None]
     recordings: int | None = None
     """Manifest rows the run annotated (absent from records of schema version 1)."""
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    """What each stage (decode, models, write) did: busy, CPU and span seconds and rows from Ray
+    Data's statistics; audio seconds, Whisper's and the emotion model's time, recordings from
+    the stages' own counts (of this process's share, when the run was resumed)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The run's configuration, as the command line set it."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

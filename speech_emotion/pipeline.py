@@ -8,12 +8,16 @@ will see them, check every expected recording came out whole exactly once, and c
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
+import json
 import logging
 import math
+import sys
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -23,9 +27,11 @@ from .ledger import RunRecord
 from .manifest import read_manifest
 from .output import open_output
 from .plan import ModelPlan, plan_models
+from .progress import Progress
 from .runs import SUMMARY_COLUMNS, RunSummary, choose_run_id, select_recordings, summarise
 from .schema import SCHEMA_VERSION
 from .stages import DecodeStage, ModelStage
+from .tally import Report, Tally, TallyClient, operator_figures
 
 if TYPE_CHECKING:
     import ray.data
@@ -68,7 +74,9 @@ def _blocks(recordings: pa.Table, workers: int, decode_batch_size: int) -> list[
     return [recordings.slice(at, per_block) for at in range(0, recordings.num_rows, per_block)]
 
 
-def build_dataset(config: JobConfig, recordings: pa.Table, plan: ModelPlan) -> ray.data.Dataset:
+def build_dataset(
+    config: JobConfig, recordings: pa.Table, plan: ModelPlan, report: Report | None = None
+) -> ray.data.Dataset:
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -91,6 +99,7 @@ def build_dataset(config: JobConfig, recordings: pa.Table, plan: ModelPlan) -> r
             "features": plan.features,
             "whisper_features": plan.whisper_features,
             "whisper": plan.needs_whisper,
+            "report": report,
         },
         batch_size=res.decode_batch_size,
         batch_format="pyarrow",
@@ -104,6 +113,7 @@ def build_dataset(config: JobConfig, recordings: pa.Table, plan: ModelPlan) -> r
             "plan": plan,
             "batch_size": res.batch_size,
             "cpu_threads": max(1, int(res.cpus_per_gpu_worker)),
+            "report": report,
         },
         batch_size=res.batch_size,
         batch_format="pyarrow",
@@ -128,7 +138,40 @@ def model_pool(res: ResourceConfig, gpus: float) -> ActorPoolStrategy:
     return ActorPoolStrategy(min_size=1, max_size=None, initial_size=initial)
 
 
-def _record(config: JobConfig, summary: RunSummary, started_at: str, files: list[str]):
+def annotate(
+    config: JobConfig, todo: pa.Table, plan: ModelPlan, staging: str, fs
+) -> dict[str, dict[str, float]]:
+    """Runs the stages over ``todo`` into ``staging``; returns what each stage did."""
+    import ray
+    import ray.data
+
+    if not ray.is_initialized():
+        ray.init(address=config.resources.ray_address)
+    logs = not sys.stdout.isatty()
+    if logs:
+        # Ray Data would dump every operator's state every 10 s: one compact line instead.
+        ray.data.DataContext.get_current().enable_progress_bars = False
+    tally: Any = ray.remote(num_cpus=0)(Tally).remote()
+    dataset = build_dataset(config, todo, plan, TallyClient(tally))
+    models = lambda: ray.get(tally.totals.remote()).get("models", {})  # noqa: E731
+    progress = Progress(models, todo.num_rows, config.progress_every_s)
+    with progress if logs else contextlib.nullcontext():
+        dataset.write_parquet(staging, filesystem=fs)
+    stages: dict[str, dict[str, float]] = ray.get(tally.totals.remote())
+    ray.kill(tally)
+    for stage, figures in operator_figures(dataset).items():
+        stages.setdefault(stage, {}).update(figures)
+    return {stage: {k: round(v, 3) for k, v in f.items()} for stage, f in stages.items()}
+
+
+def _record(
+    config: JobConfig,
+    plan: ModelPlan | None,
+    summary: RunSummary,
+    started_at: str,
+    files: list[str],
+    stages: dict[str, dict[str, float]],
+) -> RunRecord:
     models = config.models
     return RunRecord(
         run_id=summary.run_id,
@@ -149,16 +192,19 @@ def _record(config: JobConfig, summary: RunSummary, started_at: str, files: list
         models={
             "mode": models.mode,
             "emotion_model": models.emotion_model_source,
+            "emotion_model_revision": plan.emotion_revision if plan else None,
             "text_encoder": models.text_encoder_source,
-            "whisper_model": models.whisper_model,
+            "text_encoder_revision": plan.text_encoder_revision if plan else None,
+            "whisper_model": models.whisper_model if plan and plan.needs_whisper else None,
+            "whisper_model_revision": plan.whisper_revision if plan else None,
         },
+        stages=stages,
+        options=json.loads(json.dumps(dataclasses.asdict(config), default=str)),
     )
 
 
 def run(config: JobConfig) -> RunSummary:
     """Runs (or resumes) one annotation job and commits it; returns what it did."""
-    import ray
-
     started = time.monotonic()
     recordings = read_manifest(config.manifest)
     config = with_default_prefixes(config)
@@ -171,15 +217,26 @@ def run(config: JobConfig) -> RunSummary:
     plan = plan_models(config, selection.todo, run_id) if selection.todo.num_rows else None
     started_at = output.ledger.start(run_id)
     logger.info("run %s: %d recordings to do", run_id, selection.todo.num_rows)
+    stages: dict[str, dict[str, float]] = {}
     if plan is not None:
-        if not ray.is_initialized():
-            ray.init(address=config.resources.ray_address)
-        dataset = build_dataset(config, selection.todo, plan)
-        dataset.write_parquet(output.ledger.staging(run_id), filesystem=output.ledger.fs)
+        staging = output.ledger.staging(run_id)
+        stages = annotate(config, selection.todo, plan, staging, output.ledger.fs)
     staged = output.ledger.staged_files(run_id)
     files = output.publisher.prepare(run_id, started_at[:10], staged)
     written = output.publisher.read(files, SUMMARY_COLUMNS)
     summary = summarise(run_id, selection, written, time.monotonic() - started, resumed)
-    output.publisher.commit(_record(config, summary, started_at, files))
+    record = _record(config, plan, summary, started_at, files, stages)
+    output.publisher.commit(record)
     output.ledger.discard(run_id)
+    _report(output, record)
     return summary
+
+
+def _report(output, record: RunRecord) -> None:
+    """The run's report next to its record; the run is committed whatever happens here."""
+    from .report import write_report
+
+    try:
+        logger.info("report: %s", write_report(output, record))
+    except Exception:
+        logger.warning("run %s: its report could not be written", record.run_id, exc_info=True)

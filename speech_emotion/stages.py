@@ -14,8 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from .features import FeatureSpec, WhisperFeatureSpec, audio_features
 from .fetch import Prefetcher
 from .schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
 from .segments import Segmenter
+from .tally import Report
 from .windows import Window, plan_windows
 
 if TYPE_CHECKING:
@@ -91,6 +93,7 @@ class DecodeStage:
         whisper: bool = True,
         whisper_features: WhisperFeatureSpec | None = None,
         clipper: Clipper | None = None,
+        report: Report | None = None,
     ) -> None:
         self.config = config
         self._features = features
@@ -98,7 +101,17 @@ class DecodeStage:
         self._whisper_features = whisper_features
         self._clipper = clipper or Segmenter(config.segment)
         self._prefetch = Prefetcher(config.fetch_threads, config.allowed_prefixes)
+        self._report = report
+        self._figures: defaultdict[str, float] = defaultdict(float)
         self.counts = StageCounts()
+
+    @contextmanager
+    def _timing(self, figure: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._figures[figure] += time.perf_counter() - started
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         started, yielded = time.perf_counter(), False
@@ -109,7 +122,14 @@ class DecodeStage:
         for recording, text in enumerate(has_text):
             # Taken with next(), not zipped: zip and enumerate keep their last tuple, and with it
             # the encoded file, alive while its windows are made.
-            audio = self._decode(next(fetched))
+            with self._timing("fetch_wait_s"):
+                data = next(fetched)
+            with self._timing("decode_s"):
+                audio = self._decode(data)
+            del data
+            self._figures["recordings"] += 1
+            if not isinstance(audio, RowError):
+                self._figures["audio_s"] += audio.duration_s
             for row in self._windows(recording, audio, text):
                 rows.append(row)
                 values += row.values
@@ -122,8 +142,15 @@ class DecodeStage:
     def _table(self, batch: pa.Table, windows: list[DecodedWindow], started: float) -> pa.Table:
         table = to_table(batch, windows)
         codes = [c.error.code.value if c.error else None for w in windows for c in w.clips]
-        self.counts.add(codes, time.perf_counter() - started)
+        busy = time.perf_counter() - started
+        self.counts.add(codes, busy)
         logger.info("decode: %s", self.counts)
+        if self._report is not None:
+            self._report(
+                "decode",
+                {**self._figures, "busy_s": busy, "windows": len(windows), "clips": len(codes)},
+            )
+        self._figures = defaultdict(float)
         return table
 
     def _decode(self, data: bytes | RowError) -> DecodedAudio | RowError:
@@ -156,7 +183,8 @@ class DecodeStage:
             )
             yield DecodedWindow([DecodedClip(recording, audio, error=too_short)])
             return
-        clips = self._clipper(audio)
+        with self._timing("segment_s"):
+            clips = self._clipper(audio)
         if not clips:
             silent = RowError(
                 ErrorCode.NO_SPEECH,
@@ -166,7 +194,9 @@ class DecodeStage:
             yield DecodedWindow([DecodedClip(recording, audio, error=silent)])
             return
         for window in plan_windows(clips):
-            yield self._window(recording, audio, clips, window, has_text)
+            with self._timing("features_s"):
+                made = self._window(recording, audio, clips, window, has_text)
+            yield made
 
     def _window(
         self,
@@ -227,7 +257,13 @@ class ModelStage:
     """Loads the models once, then annotates batches of decoded clips (:class:`Annotator`)."""
 
     def __init__(
-        self, config: ModelConfig, plan: ModelPlan, *, batch_size: int = 16, cpu_threads: int = 1
+        self,
+        config: ModelConfig,
+        plan: ModelPlan,
+        *,
+        batch_size: int = 16,
+        cpu_threads: int = 1,
+        report: Report | None = None,
     ) -> None:
         import torch
 
@@ -269,10 +305,11 @@ class ModelStage:
             "whisper_model_revision": plan.whisper_revision,
         }
         self.counts = StageCounts()
+        self._report = report
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """A batch of windows in, one output row per clip out, in order."""
-        started = time.perf_counter()
+        started, seconds_before = time.perf_counter(), dict(self.annotator.seconds)
         rows, live, clips, windows = read_table(batch)
         annotations = self.annotator.annotate(clips, windows)
         for i, note in zip(live, annotations, strict=True):
@@ -286,9 +323,29 @@ class ModelStage:
                 processed_at=now,
             )
         out = pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
-        self.counts.add([row["error_code"] for row in rows], time.perf_counter() - started)
+        busy = time.perf_counter() - started
+        self.counts.add([row["error_code"] for row in rows], busy)
         logger.info("models: %s", self.counts)
+        if self._report is not None:
+            self._report("models", self._figures(batch, rows, busy, seconds_before))
         return out
+
+    def _figures(
+        self, batch: pa.Table, rows: list[dict], busy: float, before: dict[str, float]
+    ) -> dict[str, float]:
+        ok = [row for row in rows if row["error_code"] is None]
+        seconds = self.annotator.seconds
+        return {
+            "busy_s": busy,
+            "windows": batch.num_rows,
+            "clips": len(rows),
+            "errors": len(rows) - len(ok),
+            "audio_s": sum(row["duration_s"] or 0.0 for row in ok),
+            # Each clip is its share of a recording: the sum counts recordings done.
+            "recordings": sum(1 / (row["segment_count"] or 1) for row in rows),
+            "whisper_s": seconds["whisper_s"] - before.get("whisper_s", 0.0),
+            "emotion_s": seconds["emotion_s"] - before.get("emotion_s", 0.0),
+        }
 
     def _fill(self, row: dict, note: Annotation) -> None:
         row.update(

@@ -421,6 +421,8 @@ def test_a_driver_killed_mid_run_resumes_with_the_same_command_and_keeps_what_wa
         *tiny_model_flags(tiny_models),
         "--cpu-workers",
         "2",
+        "--progress-every-s",
+        "2",
         *SMALL_BATCHES,
     )
     crashed_log = _crash_once_staged(cmd, output, tmp_path / "crashed.log")
@@ -440,6 +442,9 @@ def test_a_driver_killed_mid_run_resumes_with_the_same_command_and_keeps_what_wa
     text = _finish(resumed, resumed_log)
     assert resumed.returncode == 0, text[-3000:]
     assert f"run {run_id} (resumed): {len(ids)} rows, {len(ids)} ok" in text
+    # Its log (not a terminal) has compact progress lines, not Ray Data's operator dumps.
+    assert re.search(rf"progress: \d+/{len(ids) - len(before)} recordings", text), text[-3000:]
+    assert "logging_progress" not in text
 
     table = _assert_exactly_once(store, ids)
     assert set(table["run_id"].to_pylist()) == {run_id}

@@ -164,3 +164,19 @@ def test_a_run_resumed_with_a_recording_staged_in_part_redoes_it_whole_once(
     # The whole recording staged before the crash was kept as it was, not made again.
     assert recordings["short"][0]["processed_at"] == short[0]["processed_at"]
     assert audit(rows).broken == {}
+
+
+def test_the_run_record_says_what_each_stage_did_and_the_report_sits_beside_it(mixed, s3):
+    summary, rows, output = mixed
+    results = open_output(output)
+    [run] = results.publisher.runs()
+    decode, models, write = (run.stages[s] for s in ("decode", "models", "write"))
+    assert decode["recordings"] == 5 and models["recordings"] == pytest.approx(5)
+    assert models["clips"] == run.rows and models["errors"] == run.rows - run.ok
+    assert models["audio_s"] == pytest.approx(summary.audio_s, abs=1e-3)
+    assert models["whisper_s"] > 0 and models["emotion_s"] > 0
+    assert models["busy_s"] >= models["whisper_s"] + models["emotion_s"]
+    assert decode["segment_s"] > 0 and decode["busy_s"] > 0 and write["rows_out"] >= 1
+    assert run.options["decode"]["segment"]["mode"] == "auto"
+    report = results.ledger.fs.cat_file(results.ledger.path("_runs", f"{run.run_id}.html"))
+    assert b"<h2>Emotion over time</h2>" in report and b"no_speech (1 rows)" in report

@@ -173,3 +173,27 @@ def test_the_runs_command_lists_committed_and_unfinished_runs(
     assert summary.run_id in listing
     assert "still-running" in listing and "not committed" in listing
     shutil.rmtree(out / "_staging")
+
+
+def test_the_report_command_writes_one_report_of_the_runs_asked_for(
+    corpus, tmp_path, tiny_models, ray_cluster
+):
+    out = tmp_path / "labels"
+    corpus.add("a")
+    first = run(job(corpus, out, tiny_models))
+    corpus.add("b")
+    second = run(job(corpus, out, tiny_models))
+    assert (out / "_runs" / f"{second.run_id}.html").is_file()  # written at the commit
+
+    def report(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "speech_emotion.cli", "report", str(out), *args]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    both = report("--out", str(tmp_path / "both.html"))
+    assert both.returncode == 0, both.stderr
+    html = (tmp_path / "both.html").read_text()
+    assert "2 runs of" in html and first.run_id in html and second.run_id in html
+    assert report("--run", first.run_id, "--out", str(tmp_path / "one.html")).returncode == 0
+    assert second.run_id not in (tmp_path / "one.html").read_text()
+    unknown = report("--run", "no-such-run", "--out", str(tmp_path / "x.html"))
+    assert unknown.returncode == 2 and "no such committed run" in unknown.stderr
