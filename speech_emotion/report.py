@@ -246,20 +246,12 @@ def _time(records: Sequence[RunRecord]) -> _Section | None:
     workers = _model_workers(records)
     table_rows = []
     for stage, figures in stages.items():
-        busy = figures.get("busy_s", 0.0)
-        rows_out = figures.get("clips", figures.get("rows_out", 0.0))
-        audio = figures.get("audio_s", 0.0)
-        table_rows.append(
-            [
-                stage,
-                _n(busy),
-                _n(figures.get("cpu_s", 0.0)),
-                _n(figures.get("span_s", 0.0)),
-                int(rows_out),
-                _n(rows_out / busy) if busy else "",
-                _n(audio / busy) if busy and audio else "",
-            ]
-        )
+        table_rows.append(_rates(stage, figures.get("busy_s", 0.0), figures))
+        if stage == "models":
+            for key, label in _ACTIVITIES["models"]:
+                table_rows.append(
+                    _rates(f"models: {label}", figures.get(key, 0.0), figures, part=True)
+                )
     models = stages.get("models", {})
     span = models.get("span_s", 0.0)
     note = ""
@@ -275,6 +267,21 @@ def _time(records: Sequence[RunRecord]) -> _Section | None:
         table_rows,
     )
     return _Section("Where time went", table, [chart], lead=note)
+
+
+def _rates(name: str, busy: float, figures: dict[str, float], part: bool = False) -> list[object]:
+    """A stage's (or, ``part``, one of its activities') time and rates in the time table."""
+    rows_out = figures.get("clips", figures.get("rows_out", 0.0))
+    audio = figures.get("audio_s", 0.0)
+    return [
+        name,
+        _n(busy),
+        "" if part else _n(figures.get("cpu_s", 0.0)),
+        "" if part else _n(figures.get("span_s", 0.0)),
+        int(rows_out),
+        _n(rows_out / busy) if busy else "",
+        _n(audio / busy) if busy and audio else "",
+    ]
 
 
 def _model_workers(records: Sequence[RunRecord]) -> int:
@@ -431,6 +438,11 @@ def _stacked(ok: pa.Table, column: str, title: str, emotions: list[str]):
     return chart
 
 
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """Integer codes of a string column's values (equal values, equal codes)."""
+    return column.combine_chunks().dictionary_encode().indices.to_numpy()
+
+
 def _timelines(rows: pa.Table) -> _Section | None:
     from bokeh.models import ColumnDataSource, FactorRange, HoverTool
     from bokeh.plotting import figure
@@ -443,10 +455,11 @@ def _timelines(rows: pa.Table) -> _Section | None:
     segments = segments.sort_by(
         [("id", "ascending"), ("channel", "ascending"), ("start_s", "ascending")]
     )
-    ids = segments["id"].to_numpy(zero_copy_only=False)
-    lanes = segments["channel"].fill_null(-1).to_numpy(zero_copy_only=False)
-    emotions = segments["emotion"].to_numpy(zero_copy_only=False)
-    # A change: the emotion differs from the segment before it on the same recording and channel.
+    # Codes, not strings: a change is where the emotion differs from the segment before it on
+    # the same recording and channel.
+    ids = _codes(segments["id"])
+    lanes = segments["channel"].fill_null(-1).to_numpy()
+    emotions = _codes(segments["emotion"])
     same_lane = np.concatenate([[False], (ids[1:] == ids[:-1]) & (lanes[1:] == lanes[:-1])])
     changed = same_lane & np.concatenate([[False], emotions[1:] != emotions[:-1]])
     per_recording = (
@@ -465,7 +478,7 @@ def _timelines(rows: pa.Table) -> _Section | None:
     changing = sorted(per_recording, key=lambda r: -r["changes_sum"])
     chosen = [r["id"] for r in longest]
     chosen += [r["id"] for r in changing if r["id"] not in chosen][:_TIMELINES]
-    labels = sorted(set(emotions.tolist()))
+    labels = sorted(pc.unique(segments["emotion"]).to_pylist())
     colors = {label: _colour(label, i) for i, label in enumerate(labels)}
     charts = []
     for n, recording in enumerate(chosen):
