@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,29 +20,12 @@ import pyarrow.compute as pc
 
 from .ledger import RunRecord
 from .output import Output
-from .schema import STATUS_OK
+from .schema import OUTPUT_SCHEMA, STATUS_OK
 
-__all__ = ["build_report", "report_for", "write_report", "REPORT_COLUMNS"]
+__all__ = ["Scan", "build_report", "report_for", "scan_files", "write_report"]
 
 logger = logging.getLogger(__name__)
 
-REPORT_COLUMNS = [
-    "id",
-    "audio",
-    "status",
-    "error_code",
-    "error",
-    "channel",
-    "segment_index",
-    "segment_count",
-    "start_s",
-    "end_s",
-    "duration_s",
-    "recording_duration_s",
-    "language",
-    "emotion",
-    "emotion_score",
-]
 _WIDTH = 860
 _EXAMPLES_PER_ERROR = 3
 _TIMELINES = 3  # the longest recordings, and as many whose emotion changes most
@@ -119,13 +102,22 @@ def _n(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def build_report(records: Sequence[RunRecord], rows: pa.Table) -> str:
-    """The report's HTML for these runs and their committed ``rows`` (:data:`REPORT_COLUMNS`)."""
+Scan = Callable[[Sequence[str]], Iterator[pa.Table]]
+"""``scan(columns)`` yields the runs' committed rows with these columns, a file at a time: every
+aggregate is built from partial ones, so memory follows a file, not the run."""
+
+
+def scan_files(output: Output, files: Sequence[str]) -> Scan:
+    return lambda columns: (output.publisher.read([f], columns) for f in files)
+
+
+def build_report(records: Sequence[RunRecord], scan: Scan) -> str:
+    """The report's HTML for these runs and their committed rows."""
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
     from markupsafe import Markup
 
-    found = [_glance(records), _time(records), _errors(rows), _labels(rows), _timelines(rows)]
+    found = [_glance(records), _time(records), _errors(scan), _labels(scan), _timelines(scan)]
     sections = [s for s in found if s is not None]
     if not any(s.charts for s in sections):
         sections[0].charts.append(_empty_chart())  # Bokeh's page needs a root to render
@@ -319,8 +311,24 @@ def _bars(name: str, title: str, labels: list[str], values: list[float], axis: s
     return chart
 
 
-def _errors(rows: pa.Table) -> _Section:
-    failed = rows.filter(pc.not_equal(rows["status"], STATUS_OK))
+def _concat(tables: list[pa.Table], columns: Sequence[str]) -> pa.Table:
+    """The tables end to end; with none, an empty table of ``columns`` (:data:`OUTPUT_SCHEMA`)."""
+    if tables:
+        return pa.concat_tables(tables)
+    return pa.schema([OUTPUT_SCHEMA.field(c) for c in columns]).empty_table()
+
+
+def _not_ok(table: pa.Table) -> pa.Table:
+    return table.filter(pc.not_equal(table["status"], STATUS_OK))
+
+
+def _ok(table: pa.Table) -> pa.Table:
+    return table.filter(pc.equal(table["status"], STATUS_OK))
+
+
+def _errors(scan: Scan) -> _Section:
+    columns = ["status", "error_code", "id", "audio", "error"]
+    failed = _concat([_not_ok(t) for t in scan(columns)], columns)
     if failed.num_rows == 0:
         return _Section("Errors", "<p>No error rows.</p>")
     counts = _counts(failed["error_code"])
@@ -344,86 +352,117 @@ def _errors(rows: pa.Table) -> _Section:
     return _Section("Errors", "".join(parts), [chart])
 
 
-def _labels(rows: pa.Table) -> _Section | None:
-    from bokeh.plotting import figure
+# Fixed bin edges, so that histograms of each file add up.
+_SCORE_EDGES = np.linspace(0.0, 1.0, 21)
+_DURATION_EDGES = np.append(np.arange(0.0, 31.0), np.inf)  # the last bin: 30 s and more
 
-    ok = rows.filter(pc.equal(rows["status"], STATUS_OK))
-    if ok.num_rows == 0:
+
+def _labels(scan: Scan) -> _Section | None:
+    columns = ["status", "emotion", "duration_s", "emotion_score", "language", "channel"]
+    emotions: list[pa.Table] = []
+    by: dict[str, list[pa.Table]] = {"language": [], "channel": []}
+    scores = np.zeros(len(_SCORE_EDGES) - 1, np.int64)
+    durations = np.zeros(len(_DURATION_EDGES) - 1, np.int64)
+    for table in scan(columns):
+        ok = _ok(table)
+        emotions.append(
+            ok.group_by("emotion").aggregate([("duration_s", "sum"), ("emotion", "count")])
+        )
+        for column, parts in by.items():
+            parts.append(ok.group_by([column, "emotion"]).aggregate([("duration_s", "sum")]))
+        scores += _histogram(ok["emotion_score"], _SCORE_EDGES)
+        durations += _histogram(ok["duration_s"], _DURATION_EDGES)
+    if not emotions:
         return None
-    by_emotion = ok.group_by("emotion").aggregate([("duration_s", "sum"), ("emotion", "count")])
-    order = sorted(by_emotion.to_pylist(), key=lambda r: -r["duration_s_sum"])
-    total = sum(r["duration_s_sum"] for r in order) or 1.0
+    totals = (
+        pa.concat_tables(emotions)
+        .group_by("emotion")
+        .aggregate([("duration_s_sum", "sum"), ("emotion_count", "sum")])
+        .rename_columns(["emotion", "seconds", "rows"])
+    )
+    if totals.num_rows == 0:
+        return None
+    order = sorted(totals.to_pylist(), key=lambda r: -r["seconds"])
+    total = sum(r["seconds"] for r in order) or 1.0
+    labels = [r["emotion"] for r in order]
     charts = [
         _bars(
             "emotions",
             "Share of the audio by emotion (clips weighted by their duration)",
-            [r["emotion"] for r in order],
-            [r["duration_s_sum"] / total for r in order],
+            labels,
+            [r["seconds"] / total for r in order],
             "share of audio",
         )
     ]
-    html_parts = [
-        _table(
-            ["emotion", "rows", "audio h", "share"],
-            [
-                [
-                    r["emotion"],
-                    r["emotion_count"],
-                    _n(r["duration_s_sum"] / 3600, 3),
-                    f"{r['duration_s_sum'] / total:.1%}",
-                ]
-                for r in order
-            ],
-        )  # fmt: skip
-    ]
-    for column, title in (("language", "language"), ("channel", "channel")):
-        values = ok[column]
-        if pc.count_distinct(values, mode="all").as_py() > 1:
-            charts.append(
-                _stacked(ok, column, f"Emotions by {title}", [r["emotion"] for r in order])
-            )
-    for column, title, bins in (
-        ("emotion_score", "How confident the model was: probability of the top label", 20),
-        ("duration_s", "Clip durations, seconds", 30),
-    ):
-        values = ok[column].to_numpy(zero_copy_only=False).astype(np.float64)
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            continue
-        counts, edges = np.histogram(values, bins=bins)
-        chart = figure(name=column, width=_WIDTH, height=260, title=title, toolbar_location=None)
-        chart.quad(
-            left=edges[:-1], right=edges[1:], bottom=0, top=counts, color="#1f77b4", alpha=0.8
+    for column, parts in by.items():
+        grouped = (
+            pa.concat_tables(parts)
+            .group_by([column, "emotion"])
+            .aggregate([("duration_s_sum", "sum")])
+            .to_pylist()
         )
-        chart.yaxis.axis_label = "rows"
-        charts.append(chart)
-    return _Section("Labels", "".join(html_parts), charts)
+        if len({g[column] for g in grouped}) > 1:
+            charts.append(_stacked(grouped, column, labels))
+    charts.append(
+        _histogram_chart(
+            "emotion_score",
+            "How confident the model was: probability of the top label",
+            _SCORE_EDGES,
+            scores,
+        )
+    )
+    charts.append(
+        _histogram_chart(
+            "duration_s",
+            "Clip durations, seconds (the last bar: 30 s and more)",
+            _DURATION_EDGES,
+            durations,
+        )  # fmt: skip
+    )
+    table = _table(
+        ["emotion", "rows", "audio h", "share"],
+        [
+            [r["emotion"], r["rows"], _n(r["seconds"] / 3600, 3), f"{r['seconds'] / total:.1%}"]
+            for r in order
+        ],
+    )
+    return _Section("Labels", table, charts)
 
 
-def _stacked(ok: pa.Table, column: str, title: str, emotions: list[str]):
+def _histogram(column: pa.ChunkedArray, edges: np.ndarray) -> np.ndarray:
+    values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    return np.histogram(values[np.isfinite(values)], bins=edges)[0]
+
+
+def _histogram_chart(name: str, title: str, edges: np.ndarray, counts: np.ndarray):
+    from bokeh.plotting import figure
+
+    right = np.where(np.isinf(edges[1:]), edges[:-1] + 1.0, edges[1:])
+    chart = figure(name=name, width=_WIDTH, height=260, title=title, toolbar_location=None)
+    chart.quad(left=edges[:-1], right=right, bottom=0, top=counts, color="#1f77b4", alpha=0.8)
+    chart.yaxis.axis_label = "rows"
+    return chart
+
+
+def _stacked(grouped: list[dict], column: str, emotions: list[str]):
+    """Each ``column`` value's audio split by emotion, from (value, emotion, seconds) rows."""
     from bokeh.models import FactorRange
     from bokeh.plotting import figure
 
-    grouped = (
-        ok.select([column, "emotion", "duration_s"])
-        .group_by([column, "emotion"])
-        .aggregate([("duration_s", "sum")])
-        .to_pylist()
-    )
     groups = sorted({str(g[column]) for g in grouped})
     shares = {emotion: [0.0] * len(groups) for emotion in emotions}
     totals = [0.0] * len(groups)
     for g in grouped:
-        totals[groups.index(str(g[column]))] += g["duration_s_sum"]
+        totals[groups.index(str(g[column]))] += g["duration_s_sum_sum"]
     for g in grouped:
         i = groups.index(str(g[column]))
-        shares[g["emotion"]][i] = g["duration_s_sum"] / (totals[i] or 1.0)
+        shares[g["emotion"]][i] = g["duration_s_sum_sum"] / (totals[i] or 1.0)
     chart = figure(
         name=f"by-{column}",
         x_range=FactorRange(factors=groups),
         width=_WIDTH,
         height=300,
-        title=f"{title} (share of each {column}'s audio)",
+        title=f"Emotions by {column} (share of each {column}'s audio)",
         toolbar_location=None,
     )
     chart.vbar_stack(
@@ -443,15 +482,20 @@ def _codes(column: pa.ChunkedArray) -> np.ndarray:
     return column.combine_chunks().dictionary_encode().indices.to_numpy()
 
 
-def _timelines(rows: pa.Table) -> _Section | None:
-    from bokeh.models import ColumnDataSource, FactorRange, HoverTool
-    from bokeh.plotting import figure
+_TIMELINE_COLUMNS = [
+    "status", "id", "channel", "segment_count", "start_s", "end_s", "emotion", "emotion_score",
+    "recording_duration_s",
+]  # fmt: skip
 
-    segments = rows.filter(
-        pc.and_(pc.greater(rows["segment_count"], 1), pc.equal(rows["status"], STATUS_OK))
+
+def _segments(table: pa.Table) -> pa.Table:
+    return table.filter(
+        pc.and_(pc.greater(table["segment_count"], 1), pc.equal(table["status"], STATUS_OK))
     )
-    if segments.num_rows == 0:
-        return None
+
+
+def _changes(segments: pa.Table) -> pa.Table:
+    """Per recording in these segments: how often its emotion changes, and its length."""
     segments = segments.sort_by(
         [("id", "ascending"), ("channel", "ascending"), ("start_s", "ascending")]
     )
@@ -462,7 +506,7 @@ def _timelines(rows: pa.Table) -> _Section | None:
     emotions = _codes(segments["emotion"])
     same_lane = np.concatenate([[False], (ids[1:] == ids[:-1]) & (lanes[1:] == lanes[:-1])])
     changed = same_lane & np.concatenate([[False], emotions[1:] != emotions[:-1]])
-    per_recording = (
+    return (
         pa.table(
             {
                 "id": segments["id"],
@@ -472,12 +516,33 @@ def _timelines(rows: pa.Table) -> _Section | None:
         )
         .group_by("id")
         .aggregate([("changes", "sum"), ("length", "max")])
+    )
+
+
+def _timelines(scan: Scan) -> _Section | None:
+    from bokeh.models import ColumnDataSource, FactorRange, HoverTool
+    from bokeh.plotting import figure
+
+    partial = [_changes(_segments(t)) for t in scan(_TIMELINE_COLUMNS)]
+    if not partial:
+        return None
+    # A recording whose segments lie in two files counts its changes in each.
+    per_recording = (
+        pa.concat_tables(partial)
+        .group_by("id")
+        .aggregate([("changes_sum", "sum"), ("length_max", "max")])
         .to_pylist()
     )
-    longest = sorted(per_recording, key=lambda r: -(r["length_max"] or 0))[:_TIMELINES]
-    changing = sorted(per_recording, key=lambda r: -r["changes_sum"])
+    if not per_recording:
+        return None
+    longest = sorted(per_recording, key=lambda r: -(r["length_max_max"] or 0))[:_TIMELINES]
+    changing = sorted(per_recording, key=lambda r: -r["changes_sum_sum"])
     chosen = [r["id"] for r in longest]
     chosen += [r["id"] for r in changing if r["id"] not in chosen][:_TIMELINES]
+    wanted = pa.array(chosen, pa.string())
+    segments = pa.concat_tables(
+        [_segments(t.filter(pc.is_in(t["id"], value_set=wanted))) for t in scan(_TIMELINE_COLUMNS)]
+    )
     labels = sorted(pc.unique(segments["emotion"]).to_pylist())
     colors = {label: _colour(label, i) for i, label in enumerate(labels)}
     charts = []
@@ -537,13 +602,12 @@ def report_for(output: Output, run_ids: Sequence[str] | None = None) -> str:
                 f"run={sorted(missing)!r} is invalid: no such committed run in {output.config.uri}"
             )
         records = [r for r in records if r.run_id in run_ids]
-    files = [f for r in records for f in r.files]
-    return build_report(records, output.publisher.read(files, REPORT_COLUMNS))
+    return build_report(records, scan_files(output, [f for r in records for f in r.files]))
 
 
 def write_report(output: Output, record: RunRecord) -> str:
     """Writes a committed run's report next to its record; returns where."""
     path = output.ledger.path("_runs", f"{record.run_id}.html")
-    report = build_report([record], output.publisher.read(record.files, REPORT_COLUMNS))
+    report = build_report([record], scan_files(output, record.files))
     output.ledger.fs.pipe_file(path, report.encode())
     return path
