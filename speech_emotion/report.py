@@ -523,7 +523,8 @@ def _timelines(scan: Scan) -> _Section | None:
     from bokeh.models import ColumnDataSource, FactorRange, HoverTool
     from bokeh.plotting import figure
 
-    partial = [_changes(_segments(t)) for t in scan(_TIMELINE_COLUMNS)]
+    found = (_segments(t) for t in scan(_TIMELINE_COLUMNS))
+    partial = [_changes(segments) for segments in found if segments.num_rows]
     if not partial:
         return None
     # A recording whose segments lie in two files counts its changes in each.

@@ -96,6 +96,13 @@ def test_files_of_any_size_give_the_same_report():
     assert figures(report(per_file=1000)) == figures(report(per_file=7))
 
 
+def test_a_run_without_segments_or_errors_has_no_such_sections():
+    whole = table(OUTPUT_SCHEMA, clip_rows("a", emotion="sad", emotion_score=0.7, duration_s=2.0))
+    html = build_report([record("r1")], in_files(whole, 10))
+    assert "<h2>Labels</h2>" in html and "No error rows." in html
+    assert "Emotion over time" not in html
+
+
 def test_a_report_of_nothing_still_opens():
     html = build_report([], lambda columns: iter([]))
     assert "No committed runs" in html and "Nothing to plot" in html
