@@ -25,3 +25,4 @@ for row in sorted(rows, key=lambda r: r["id"]):
               if row["status"] == "ok" else row["error"])
     print(f"{row['id']:<12} {row['status']:<6} {detail}")
 PY
+echo "The run's report, to open in a browser: $(ls example-output/_runs/*.html)"
