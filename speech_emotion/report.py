@@ -129,10 +129,10 @@ def build_report(records: Sequence[RunRecord], scan: Scan) -> str:
         title=f"speech_emotion report: {heading}",
         template=_TEMPLATE,
         template_variables={
-            "heading": heading,
+            "heading": Markup(_e(heading)),
             "sections": [
                 {
-                    "title": s.title,
+                    "title": Markup(_e(s.title)),
                     "lead": Markup(s.lead),
                     "html": Markup(s.html),
                     "charts": [c.name for c in s.charts],

@@ -82,6 +82,8 @@ def test_the_report_shows_the_runs_their_time_errors_labels_and_timelines():
     # Row values are text, never markup.
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>alert(1)</script>" not in html
+    sneaky = build_report([record("r1", manifest="<b>m</b>.jsonl")], in_files(rows(), 1000))
+    assert "of &lt;b&gt;m&lt;/b&gt;.jsonl</h1>" in sneaky
     assert "busy 75% of the time" in html  # 30 busy s over a 40 s span, one CPU model worker
     for name in ("time", "errors", "emotions", "by-language", "by-channel", "timeline-0"):
         assert f'"name":"{name}"' in html.replace(" ", "")
