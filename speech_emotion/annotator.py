@@ -136,7 +136,12 @@ class Annotator:
         self.transcriber = transcriber
         self.language = language
         self.seconds: defaultdict[str, float] = defaultdict(float)
-        """Time spent in the models so far: ``whisper_s``, ``emotion_s``."""
+        """Time spent in the models since :meth:`take_seconds`: ``whisper_s``, ``emotion_s``."""
+
+    def take_seconds(self) -> dict[str, float]:
+        """The models' time since the last call, and a fresh start."""
+        spent, self.seconds = dict(self.seconds), defaultdict(float)
+        return spent
 
     def annotate(
         self, clips: Sequence[ClipInput], windows: Sequence[WindowInput] | None = None

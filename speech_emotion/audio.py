@@ -114,6 +114,7 @@ class _Collector:
     _streams: list[soxr.ResampleStream | None] = field(default_factory=list)
     _tracks: list[list[np.ndarray]] = field(default_factory=list)
     _pending: list[list[np.ndarray]] = field(default_factory=list)
+    _pending_samples: list[int] = field(default_factory=list)
 
     def add(self, interleaved: np.ndarray, sample_rate_hz: int) -> None:
         """A [frames, channels] float32 block."""
@@ -128,6 +129,7 @@ class _Collector:
             self._streams = [self._stream() for _ in range(outputs)]
             self._tracks = [[] for _ in range(outputs)]
             self._pending = [[] for _ in range(outputs)]
+            self._pending_samples = [0] * outputs
         elif sample_rate_hz != self.sample_rate_hz:
             raise _DecoderFailed(
                 f"the sample rate changes mid-stream ({self.sample_rate_hz} Hz to "
@@ -159,9 +161,9 @@ class _Collector:
         stream = self._streams[track]
         # A copy either way, so the chunk does not pin the decoder's whole (padded) buffer.
         out = np.array(mono, np.float32) if stream is None else stream.resample_chunk(mono)
-        pending = self._pending[track]
-        pending.append(out)
-        if sum(len(chunk) for chunk in pending) >= _GATHERED_SAMPLES:
+        self._pending[track].append(out)
+        self._pending_samples[track] += len(out)
+        if self._pending_samples[track] >= _GATHERED_SAMPLES:
             self._gather(track)
 
     def _gather(self, track: int) -> None:
@@ -171,6 +173,7 @@ class _Collector:
         if self._pending[track]:
             self._tracks[track].append(np.concatenate(self._pending[track]))
             self._pending[track].clear()
+            self._pending_samples[track] = 0
 
     def tracks(self) -> list[np.ndarray]:
         """Each output track, resampled, at librosa's length (:func:`_length`)."""

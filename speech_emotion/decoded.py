@@ -87,13 +87,11 @@ def to_table(batch: pa.Table, windows: list[DecodedWindow]) -> pa.Table:
         waveform=_float_lists([_or_empty(c.waveform) for c in clips]),
     )
     flat = pa.table(columns).select(DECODED_CLIP.names).cast(pa.schema(list(DECODED_CLIP)))
-    offsets = np.zeros(len(windows) + 1, np.int64)
-    np.cumsum([len(w.clips) for w in windows], out=offsets[1:])
     mels = [w.log_mel for w in windows]
     return pa.table(
         {
             "clips": pa.LargeListArray.from_arrays(
-                pa.array(offsets),
+                _offsets([len(w.clips) for w in windows]),
                 pa.StructArray.from_arrays(
                     [c.combine_chunks() for c in flat.columns], fields=list(DECODED_CLIP)
                 ),
@@ -156,12 +154,17 @@ def _or_empty(values: np.ndarray | None) -> np.ndarray:
     return _EMPTY if values is None else values.ravel()
 
 
+def _offsets(lengths: list[int]) -> pa.Array:
+    """A large list column's offsets for rows of these lengths."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.array(offsets)
+
+
 def _float_lists(arrays: list[np.ndarray]) -> pa.LargeListArray:
     """One list<float32> column from per-row arrays, without per-value Python objects."""
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-    np.cumsum([len(a) for a in arrays], out=offsets[1:])
     values = np.concatenate(arrays) if arrays else _EMPTY
-    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
+    return pa.LargeListArray.from_arrays(_offsets([len(a) for a in arrays]), pa.array(values))
 
 
 def _views(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:

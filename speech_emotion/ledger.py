@@ -80,8 +80,9 @@ def read_rows(fs, paths: Sequence[str], columns: Sequence[str]) -> pa.Table:
     schema = pa.schema([OUTPUT_SCHEMA.field(name) for name in columns])
     tables = []
     for path in paths:
-        present = set(pq.read_schema(path, filesystem=fs).names)
-        table = pq.read_table(path, columns=[c for c in columns if c in present], filesystem=fs)
+        with pq.ParquetFile(path, filesystem=fs) as file:  # one open: the footer read once
+            present = set(file.schema_arrow.names)
+            table = file.read(columns=[c for c in columns if c in present])
         for name in columns:
             if name not in present:
                 table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
@@ -132,8 +133,11 @@ class RunLedger:
             return []
         return sorted(p for p in self.fs.find(folder) if p.endswith(".parquet"))
 
-    def staged_files(self, run_id: str) -> list[str]:
-        """Readable Parquet files of a staged run; a file torn by a crash is removed."""
+    def staged_files(self, run_id: str, *, check: bool = True) -> list[str]:
+        """Readable Parquet files of a staged run; a file torn by a crash is removed. Without
+        ``check``, only listed: for files this process wrote since it checked."""
+        if not check:
+            return self._staged_parquet(run_id)
         good = []
         for path in self._staged_parquet(run_id):
             try:
@@ -158,10 +162,11 @@ class RunLedger:
             return
         drop = pa.array(sorted(ids), pa.string())
         for path in self._staged_parquet(run_id):
+            ids_in_file = pq.read_table(path, columns=["id"], filesystem=self.fs)["id"]
+            if not pc.any(pc.is_in(ids_in_file, value_set=drop)).as_py():
+                continue
             table = pq.read_table(path, filesystem=self.fs)
             keep = pc.invert(pc.is_in(table["id"], value_set=drop))
-            if pc.all(keep).as_py():
-                continue
             pending = path + ".pruned"
             pq.write_table(table.filter(keep), pending, filesystem=self.fs)
             self.fs.rm(path)

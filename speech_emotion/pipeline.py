@@ -138,7 +138,7 @@ def model_pool(res: ResourceConfig, gpus: float) -> ActorPoolStrategy:
     return ActorPoolStrategy(min_size=1, max_size=None, initial_size=initial)
 
 
-def annotate(
+def run_stages(
     config: JobConfig, todo: pa.Table, plan: ModelPlan, staging: str, fs
 ) -> dict[str, dict[str, float]]:
     """Runs the stages over ``todo`` into ``staging``; returns what each stage did."""
@@ -153,7 +153,10 @@ def annotate(
         ray.data.DataContext.get_current().enable_progress_bars = False
     tally: Any = ray.remote(num_cpus=0)(Tally).remote()
     dataset = build_dataset(config, todo, plan, TallyClient(tally))
-    models = lambda: ray.get(tally.totals.remote()).get("models", {})  # noqa: E731
+
+    def models() -> dict[str, float]:
+        return ray.get(tally.totals.remote()).get("models", {})
+
     progress = Progress(models, todo.num_rows, config.progress_every_s)
     with progress if logs else contextlib.nullcontext():
         dataset.write_parquet(staging, filesystem=fs)
@@ -220,8 +223,9 @@ def run(config: JobConfig) -> RunSummary:
     stages: dict[str, dict[str, float]] = {}
     if plan is not None:
         staging = output.ledger.staging(run_id)
-        stages = annotate(config, selection.todo, plan, staging, output.ledger.fs)
-    staged = output.ledger.staged_files(run_id)
+        stages = run_stages(config, selection.todo, plan, staging, output.ledger.fs)
+    # Checked for torn files when the history was read; written whole by Ray since.
+    staged = output.ledger.staged_files(run_id, check=False)
     files = output.publisher.prepare(run_id, started_at[:10], staged)
     written = output.publisher.read(files, SUMMARY_COLUMNS)
     summary = summarise(run_id, selection, written, time.monotonic() - started, resumed)

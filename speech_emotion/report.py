@@ -117,7 +117,16 @@ def build_report(records: Sequence[RunRecord], scan: Scan) -> str:
     from bokeh.resources import INLINE
     from markupsafe import Markup
 
-    found = [_glance(records), _time(records), _errors(scan), _labels(scan), _timelines(scan)]
+    gathered = _Gathered()
+    for table in scan(_COLUMNS):
+        gathered.add(table)
+    found = [
+        _glance(records),
+        _time(records),
+        _errors(gathered),
+        _labels(gathered),
+        _timelines(gathered, scan),
+    ]
     sections = [s for s in found if s is not None]
     if not any(s.charts for s in sections):
         sections[0].charts.append(_empty_chart())  # Bokeh's page needs a root to render
@@ -326,9 +335,50 @@ def _ok(table: pa.Table) -> pa.Table:
     return table.filter(pc.equal(table["status"], STATUS_OK))
 
 
-def _errors(scan: Scan) -> _Section:
-    columns = ["status", "error_code", "id", "audio", "error"]
-    failed = _concat([_not_ok(t) for t in scan(columns)], columns)
+# Fixed bin edges, so that histograms of each file add up.
+_SCORE_EDGES = np.linspace(0.0, 1.0, 21)
+_DURATION_EDGES = np.append(np.arange(0.0, 31.0), np.inf)  # the last bin: 30 s and more
+_ERROR_COLUMNS = ["status", "error_code", "id", "audio", "error"]
+_TIMELINE_COLUMNS = [
+    "status", "id", "channel", "segment_count", "start_s", "end_s", "emotion", "emotion_score",
+    "recording_duration_s",
+]  # fmt: skip
+_COLUMNS = list(
+    dict.fromkeys([*_ERROR_COLUMNS, *_TIMELINE_COLUMNS, "duration_s", "language", "emotion_score"])
+)
+
+
+@dataclass
+class _Gathered:
+    """What one pass over the runs' files leaves: their error rows, and partial aggregates that
+    add up to the whole run's."""
+
+    failed: list[pa.Table] = field(default_factory=list)
+    emotions: list[pa.Table] = field(default_factory=list)
+    by: dict[str, list[pa.Table]] = field(default_factory=lambda: {"language": [], "channel": []})
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(len(_SCORE_EDGES) - 1, np.int64))
+    durations: np.ndarray = field(
+        default_factory=lambda: np.zeros(len(_DURATION_EDGES) - 1, np.int64)
+    )
+    changes: list[pa.Table] = field(default_factory=list)
+
+    def add(self, table: pa.Table) -> None:
+        self.failed.append(_not_ok(table).select(_ERROR_COLUMNS))
+        ok = _ok(table)
+        self.emotions.append(
+            ok.group_by("emotion").aggregate([("duration_s", "sum"), ("emotion", "count")])
+        )
+        for column, parts in self.by.items():
+            parts.append(ok.group_by([column, "emotion"]).aggregate([("duration_s", "sum")]))
+        self.scores += _histogram(ok["emotion_score"], _SCORE_EDGES)
+        self.durations += _histogram(ok["duration_s"], _DURATION_EDGES)
+        segments = _segments(table)
+        if segments.num_rows:
+            self.changes.append(_changes(segments))
+
+
+def _errors(gathered: _Gathered) -> _Section:
+    failed = _concat(gathered.failed, _ERROR_COLUMNS)
     if failed.num_rows == 0:
         return _Section("Errors", "<p>No error rows.</p>")
     counts = _counts(failed["error_code"])
@@ -352,26 +402,9 @@ def _errors(scan: Scan) -> _Section:
     return _Section("Errors", "".join(parts), [chart])
 
 
-# Fixed bin edges, so that histograms of each file add up.
-_SCORE_EDGES = np.linspace(0.0, 1.0, 21)
-_DURATION_EDGES = np.append(np.arange(0.0, 31.0), np.inf)  # the last bin: 30 s and more
-
-
-def _labels(scan: Scan) -> _Section | None:
-    columns = ["status", "emotion", "duration_s", "emotion_score", "language", "channel"]
-    emotions: list[pa.Table] = []
-    by: dict[str, list[pa.Table]] = {"language": [], "channel": []}
-    scores = np.zeros(len(_SCORE_EDGES) - 1, np.int64)
-    durations = np.zeros(len(_DURATION_EDGES) - 1, np.int64)
-    for table in scan(columns):
-        ok = _ok(table)
-        emotions.append(
-            ok.group_by("emotion").aggregate([("duration_s", "sum"), ("emotion", "count")])
-        )
-        for column, parts in by.items():
-            parts.append(ok.group_by([column, "emotion"]).aggregate([("duration_s", "sum")]))
-        scores += _histogram(ok["emotion_score"], _SCORE_EDGES)
-        durations += _histogram(ok["duration_s"], _DURATION_EDGES)
+def _labels(gathered: _Gathered) -> _Section | None:
+    emotions, by = gathered.emotions, gathered.by
+    scores, durations = gathered.scores, gathered.durations
     if not emotions:
         return None
     totals = (
@@ -482,12 +515,6 @@ def _codes(column: pa.ChunkedArray) -> np.ndarray:
     return column.combine_chunks().dictionary_encode().indices.to_numpy()
 
 
-_TIMELINE_COLUMNS = [
-    "status", "id", "channel", "segment_count", "start_s", "end_s", "emotion", "emotion_score",
-    "recording_duration_s",
-]  # fmt: skip
-
-
 def _segments(table: pa.Table) -> pa.Table:
     return table.filter(
         pc.and_(pc.greater(table["segment_count"], 1), pc.equal(table["status"], STATUS_OK))
@@ -519,12 +546,11 @@ def _changes(segments: pa.Table) -> pa.Table:
     )
 
 
-def _timelines(scan: Scan) -> _Section | None:
+def _timelines(gathered: _Gathered, scan: Scan) -> _Section | None:
     from bokeh.models import ColumnDataSource, FactorRange, HoverTool
     from bokeh.plotting import figure
 
-    found = (_segments(t) for t in scan(_TIMELINE_COLUMNS))
-    partial = [_changes(segments) for segments in found if segments.num_rows]
+    partial = gathered.changes
     if not partial:
         return None
     # A recording whose segments lie in two files counts its changes in each.

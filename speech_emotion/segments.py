@@ -46,7 +46,6 @@ _MIN_SPEECH_S = 0.25
 # Silence kept on each side of a segment's speech: onsets and trailing sounds are soft, and the
 # VAD's frames are 32 ms.
 PAD_S = 0.2
-WHISPER_WINDOW_S = 30.0
 
 
 def speech_probabilities(track: np.ndarray) -> np.ndarray:

@@ -309,7 +309,7 @@ class ModelStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """A batch of windows in, one output row per clip out, in order."""
-        started, seconds_before = time.perf_counter(), dict(self.annotator.seconds)
+        started = time.perf_counter()
         rows, live, clips, windows = read_table(batch)
         annotations = self.annotator.annotate(clips, windows)
         for i, note in zip(live, annotations, strict=True):
@@ -327,14 +327,12 @@ class ModelStage:
         self.counts.add([row["error_code"] for row in rows], busy)
         logger.info("models: %s", self.counts)
         if self._report is not None:
-            self._report("models", self._figures(batch, rows, busy, seconds_before))
+            self._report("models", self._figures(batch, rows, busy))
         return out
 
-    def _figures(
-        self, batch: pa.Table, rows: list[dict], busy: float, before: dict[str, float]
-    ) -> dict[str, float]:
+    def _figures(self, batch: pa.Table, rows: list[dict], busy: float) -> dict[str, float]:
         ok = [row for row in rows if row["error_code"] is None]
-        seconds = self.annotator.seconds
+        seconds = self.annotator.take_seconds()
         return {
             "busy_s": busy,
             "windows": batch.num_rows,
@@ -343,8 +341,8 @@ class ModelStage:
             "audio_s": sum(row["duration_s"] or 0.0 for row in ok),
             # Each clip is its share of a recording: the sum counts recordings done.
             "recordings": sum(1 / (row["segment_count"] or 1) for row in rows),
-            "whisper_s": seconds["whisper_s"] - before.get("whisper_s", 0.0),
-            "emotion_s": seconds["emotion_s"] - before.get("emotion_s", 0.0),
+            "whisper_s": seconds.get("whisper_s", 0.0),
+            "emotion_s": seconds.get("emotion_s", 0.0),
         }
 
     def _fill(self, row: dict, note: Annotation) -> None:
