@@ -23,13 +23,14 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from speech_emotion.clips import RATE_HZ
 from speech_emotion.errors import ErrorCode, RowError
 
 __all__ = ["TARGET_SAMPLE_RATE_HZ", "DecodedAudio", "decode_audio"]
 
 logger = logging.getLogger(__name__)
 
-TARGET_SAMPLE_RATE_HZ = 16000
+TARGET_SAMPLE_RATE_HZ = RATE_HZ
 
 # Decoded samples are gathered into arrays of this many (32 MB): see _Collector._gather.
 _GATHERED_SAMPLES = 8 * 2**20

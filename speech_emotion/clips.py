@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
     from .audio import DecodedAudio
 
-__all__ = ["Clip", "Clipper", "whole_recording"]
+__all__ = ["RATE_HZ", "Clip", "Clipper", "whole_recording"]
+
+RATE_HZ = 16000
+"""Samples per second of a decoded track: clips, segments and windows count samples at it."""
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class Clip:
     """One span of a decoded recording, and its identity within the recording."""
 
     start: int
-    """First sample, at the decoded rate (16 kHz)."""
+    """First sample, at :data:`RATE_HZ`."""
     end: int
     """One past the last sample."""
     start_s: float

@@ -6,6 +6,7 @@ Layout under OUTPUT::
     _staging/<run_id>/_started.json
                                   when the run first started (kept across resumes)
     _runs/<run_id>.json           the run's record, written once the run is committed
+    _runs/<run_id>.html           its report (report.py), written after the record
 
 Folders starting with ``_`` are skipped by Spark, Hive, Athena and pyarrow's partition discovery,
 so nothing here is ever mistaken for output rows. What makes committed rows visible to readers is
@@ -183,6 +184,9 @@ class RunLedger:
 
     def _record_path(self, run_id: str) -> str:
         return self.path("_runs", f"{run_id}.json")
+
+    def report_path(self, run_id: str) -> str:
+        return self.path("_runs", f"{run_id}.html")
 
     def is_committed(self, run_id: str) -> bool:
         return self.fs.exists(self._record_path(run_id))

@@ -575,14 +575,11 @@ def _timelines(gathered: _Gathered, scan: Scan) -> _Section | None:
     charts = []
     for n, recording in enumerate(chosen):
         mine = segments.filter(pc.equal(segments["id"], recording)).to_pylist()
-        lanes_here = sorted(
-            {"mixed" if r["channel"] is None else f"channel {r['channel']}" for r in mine}
-        )
+        lanes = ["mixed" if r["channel"] is None else f"channel {r['channel']}" for r in mine]
+        lanes_here = sorted(set(lanes))
         source = ColumnDataSource(
             {
-                "lane": [
-                    "mixed" if r["channel"] is None else f"channel {r['channel']}" for r in mine
-                ],
+                "lane": lanes,
                 "start": [r["start_s"] for r in mine],
                 "end": [r["end_s"] for r in mine],
                 "emotion": [r["emotion"] for r in mine],
@@ -634,7 +631,7 @@ def report_for(output: Output, run_ids: Sequence[str] | None = None) -> str:
 
 def write_report(output: Output, record: RunRecord) -> str:
     """Writes a committed run's report next to its record; returns where."""
-    path = output.ledger.path("_runs", f"{record.run_id}.html")
+    path = output.ledger.report_path(record.run_id)
     report = build_report([record], scan_files(output, record.files))
     output.ledger.fs.pipe_file(path, report.encode())
     return path

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .clips import Clip, whole_recording
+from .clips import RATE_HZ, Clip, whole_recording
 
 if TYPE_CHECKING:
     from .audio import DecodedAudio
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FRAME_SAMPLES", "speech_probabilities", "find_segments", "Segmenter"]
 
-RATE_HZ = 16000
 FRAME_SAMPLES = 512
 """Silero VAD's frame at 16 kHz: 32 ms."""
 _CONTEXT_SAMPLES = 64

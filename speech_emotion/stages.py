@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from .annotator import Annotation, Annotator, Transcriber
-from .clips import Clip, Clipper
+from .clips import RATE_HZ, Clip, Clipper
 from .config import DecodeConfig, ModelConfig
 from .decoded import DecodedClip, DecodedWindow, read_table, to_table
 from .errors import ErrorCode, RowError
@@ -67,8 +67,7 @@ class StageCounts:
 # float32 values (samples and features) per output block: 10 minutes at 16 kHz is 38 MB. Bounding
 # blocks by audio rather than by rows keeps a decode actor's memory the same for 2 s clips and
 # 30 min files.
-_MAX_BLOCK_SAMPLES = 600 * 16000
-_RATE_HZ = 16000
+_MAX_BLOCK_SAMPLES = 600 * RATE_HZ
 
 
 class DecodeStage:
@@ -224,7 +223,7 @@ class DecodeStage:
             recording,
             audio,
             clip=clip,
-            offset_s=(clip.start - window.start) / _RATE_HZ,
+            offset_s=(clip.start - window.start) / RATE_HZ,
             features=audio_features(self._features, samples) if self._features else None,
             waveform=samples if self._features is None else None,
         )

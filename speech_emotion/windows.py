@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .clips import Clip
+from .clips import RATE_HZ, Clip
 
 __all__ = ["Window", "plan_windows", "WINDOW_S"]
 
 WINDOW_S = 30.0
-_RATE_HZ = 16000
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class Window:
     def spans(self, clips: Sequence[Clip]) -> list[tuple[float, float]]:
         """Where each of its clips lies, in seconds from the window's start."""
         return [
-            ((clips[i].start - self.start) / _RATE_HZ, (clips[i].end - self.start) / _RATE_HZ)
+            ((clips[i].start - self.start) / RATE_HZ, (clips[i].end - self.start) / RATE_HZ)
             for i in self.clips
         ]
 
@@ -46,7 +45,7 @@ def plan_windows(clips: Sequence[Clip], *, pack: bool = True) -> list[Window]:
     With ``pack``, a clip joins the window before it when both are of the same track and the
     window still spans at most :data:`WINDOW_S`; otherwise every clip is a window of its own.
     """
-    longest = round(WINDOW_S * _RATE_HZ)
+    longest = round(WINDOW_S * RATE_HZ)
     windows: list[Window] = []
     for i, clip in enumerate(clips):
         last = windows[-1] if windows else None
