@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from .config import DecodeConfig, JobConfig, ManifestConfig, ModelConfig, ResourceConfig
 from .errors import ErrorCode, ManifestError, ModelLoadError, RowError
+from .predict import Predictor, predict_emotion
 
 __all__ = [
     "predict_emotion",
+    "Predictor",
     "annotate",
     "JobConfig",
     "ManifestConfig",
@@ -18,13 +20,6 @@ __all__ = [
     "ManifestError",
     "ModelLoadError",
 ]
-
-
-def predict_emotion(*args, **kwargs) -> dict:
-    """The toolkit's one-file API; see :func:`speech_emotion.predict.predict_emotion`."""
-    from .predict import predict_emotion as _predict_emotion
-
-    return _predict_emotion(*args, **kwargs)
 
 
 def annotate(config: JobConfig):

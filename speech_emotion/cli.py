@@ -1,7 +1,12 @@
 """``speech-emotion``: the command line, and the one place a :class:`JobConfig` is built.
 
 Known failures (bad manifest, bad setting, unreachable model) print one clear line and exit 2;
-a traceback means a bug. Defaults come from the configuration dataclasses, never from here.
+a traceback means a bug. Defaults come from the configuration dataclasses, never from here, and
+``--help`` shows every one.
+
+Exit codes, for schedulers: 0 the run committed and something succeeded (or there was nothing to
+do); 1 a bug; 2 a known failure, nothing committed; 3 committed, but no recording succeeded;
+4 committed, but more recordings failed than ``--max-error-fraction`` allows.
 """
 
 from __future__ import annotations
@@ -9,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -26,9 +30,54 @@ from .config import (
     ResourceConfig,
     SegmentConfig,
 )
-from .errors import known_failure
+from .console import configure
+from .errors import ConfigError, known_failure
 
-__all__ = ["main", "build_parser", "job_config_from_args"]
+__all__ = [
+    "main",
+    "build_parser",
+    "job_config_from_args",
+    "EXIT_NOTHING_OK",
+    "EXIT_TOO_MANY_ERRORS",
+]
+
+EXIT_KNOWN_FAILURE = 2
+EXIT_NOTHING_OK = 3
+EXIT_TOO_MANY_ERRORS = 4
+
+_MANIFEST_HELP = """\
+The manifest: a JSONL, CSV or Parquet file, or a folder/prefix of them, at any fsspec URI (a
+path, s3://, gs://, ...). One row per recording: `audio` (required; a URI, or a path relative to
+the manifest's folder), `id` (optional, unique; else a hash of the audio URI), `text` (optional
+transcript: Whisper is skipped for whole clips), `language` (optional code forced on Whisper).
+
+Audio must be on the manifest's own store: its bucket for a manifest in object storage, the
+local disk for a local one (--allowed-prefix widens or narrows it). A manifest whose audio is
+all elsewhere is refused before anything starts; a row elsewhere is an error row.
+
+On a machine without a GPU the models run on CPU. For example, CPU only:
+
+  speech-emotion annotate corpus/manifest.jsonl labels/ --num-gpus-per-worker 0
+
+Exit codes: 0 committed (or nothing to do); 2 a setting, the manifest, a model or the output must
+be fixed (nothing committed); 3 committed, no recording succeeded; 4 committed, more failed than
+--max-error-fraction."""
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help; an option whose default is None says in words what
+    happens instead."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or not action.option_strings
+            or default in (None, False, argparse.SUPPRESS)
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _option(
@@ -53,9 +102,28 @@ def _add_segment_options(parser: argparse.ArgumentParser, **segment) -> None:
         "--segment-over-s)",
         **segment,
     )
-    _option(parser, "--segment-over-s", SegmentConfig, "over_s", type=float)
-    _option(parser, "--min-segment-s", SegmentConfig, type=float)
-    _option(parser, "--max-segment-s", SegmentConfig, type=float)
+    _option(
+        parser,
+        "--segment-over-s",
+        SegmentConfig,
+        "over_s",
+        type=float,
+        help="in auto mode, longer recordings are segmented, shorter ones stay whole",
+    )
+    _option(
+        parser,
+        "--min-segment-s",
+        SegmentConfig,
+        type=float,
+        help="shorter speech joins a neighbouring segment",
+    )
+    _option(
+        parser,
+        "--max-segment-s",
+        SegmentConfig,
+        type=float,
+        help="longer speech is cut at its longest pauses (at most 30)",
+    )
     _option(
         parser,
         "--channels",
@@ -75,28 +143,91 @@ def _segment_config(args: argparse.Namespace) -> SegmentConfig:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    _option(parser, "--mode", ModelConfig, choices=MODES, help="fusion mode (default %(default)s)")
-    _option(parser, "--language", ModelConfig, help="en, es, ... or auto to detect")
-    parser.add_argument("--emotion-model", help="hub id, folder or s3:// URI of the checkpoint")
-    parser.add_argument("--text-encoder", help="text encoder for fusion modes (default: BERT)")
-    _option(parser, "--whisper-model", ModelConfig, help="faster-whisper model")
-    _option(parser, "--device", ModelConfig, choices=("auto", "cpu", "cuda"))
-    _option(parser, "--precision", ModelConfig, choices=("auto", "fp32", "fp16", "bf16"))
-    _option(parser, "--whisper-compute-type", ModelConfig, help="CTranslate2 compute type")
+    _option(
+        parser,
+        "--mode",
+        ModelConfig,
+        choices=MODES,
+        help="fusion mode: concat, mean, multihead (speech and text), audio, text",
+    )
+    _option(
+        parser,
+        "--language",
+        ModelConfig,
+        help="a Whisper language code (en, es, ...) or auto to detect; a manifest row's wins; "
+        "es selects the Spanish models",
+    )
+    parser.add_argument(
+        "--emotion-model",
+        help="hub id, folder or s3:// URI of the checkpoint (default: the published one for "
+        "--mode and --language)",
+    )
+    parser.add_argument(
+        "--text-encoder",
+        help="text encoder for fusion modes (default: google-bert/bert-base-uncased; es: "
+        "dccuchile/bert-base-spanish-wwm-uncased)",
+    )
+    _option(
+        parser,
+        "--whisper-model",
+        ModelConfig,
+        help="faster-whisper size name, hub id, folder or s3:// URI",
+    )
+    _option(
+        parser,
+        "--device",
+        ModelConfig,
+        choices=("auto", "cpu", "cuda"),
+        help="torch device; auto: CUDA where the model actor has a GPU",
+    )
+    _option(
+        parser,
+        "--precision",
+        ModelConfig,
+        choices=("auto", "fp32", "fp16", "bf16"),
+        help="emotion model dtype; auto: bf16/fp16 on CUDA, fp32 (the toolkit's) on CPU",
+    )
+    _option(
+        parser,
+        "--whisper-compute-type",
+        ModelConfig,
+        help="CTranslate2 compute type; auto: float16 on CUDA, int8 on CPU",
+    )
     _option(parser, "--beam-size", ModelConfig, type=int, help="Whisper beam size")
-    parser.add_argument("--model-cache-dir", help="local cache for models from object storage")
+    parser.add_argument(
+        "--model-cache-dir",
+        help="where models from object storage are copied, once per node (default: "
+        "~/.cache/speech_emotion/models)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="speech-emotion", description="Annotate speech with transcripts and emotions."
+        prog="speech-emotion",
+        description="Annotate speech with transcripts and emotions.",
+        formatter_class=_Help,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every batch")
+    parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    annotate = commands.add_parser("annotate", help="annotate a manifest of audio files on Ray")
+    def command(name: str, help: str, **kwargs) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, help=help, description=help, formatter_class=_Help, **kwargs
+        )
+        # -v after the subcommand too; SUPPRESS keeps one given before it.
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP
+        )
+        return sub
+
+    annotate = command(
+        "annotate", "annotate a manifest of audio files on Ray", epilog=_MANIFEST_HELP
+    )
     annotate.add_argument("manifest", help="manifest file or folder (any fsspec URI)")
-    annotate.add_argument("output", help="output Parquet dataset folder (any fsspec URI)")
+    annotate.add_argument(
+        "output",
+        help="output Parquet dataset folder (any fsspec URI; an object-store bucket must exist)",
+    )
     for column in ("audio", "id", "text", "language"):
         _option(annotate, f"--{column}-column", ManifestConfig, help=f"manifest column: {column}")
     _add_model_options(annotate)
@@ -133,11 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-gpus-per-worker",
         ResourceConfig,
         type=float,
-        help="GPUs per model actor (0: CPU only)",
+        help="GPUs per model actor; 0: the models run on CPU. Without a GPU on the job's own "
+        "local Ray the models run on CPU anyway; on a cluster, a request no node type can meet "
+        "is refused",
     )
-    _option(annotate, "--cpus-per-gpu-worker", ResourceConfig, type=float)
+    _option(
+        annotate,
+        "--cpus-per-gpu-worker",
+        ResourceConfig,
+        type=float,
+        help="CPUs per model actor (its torch threads when on CPU)",
+    )
     _add_segment_options(annotate)
-    _option(annotate, "--min-duration-s", DecodeConfig, type=float)
+    _option(
+        annotate,
+        "--min-duration-s",
+        DecodeConfig,
+        type=float,
+        help="shorter recordings are too_short error rows",
+    )
     _option(
         annotate,
         "--max-duration-s",
@@ -167,34 +312,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress-every-s",
         JobConfig,
         type=float,
-        help="seconds between progress lines when the output is a log, not a terminal",
+        help="seconds between progress lines",
+    )
+    _option(
+        annotate,
+        "--max-error-fraction",
+        JobConfig,
+        type=float,
+        help="exit 4 (after committing) when a larger share of the recordings failed (default: "
+        "fail only when none succeeded, exit 3)",
     )
     annotate.add_argument(
         "--allowed-prefix",
         action="append",
-        help="audio must be under this URI prefix (repeatable; default: the manifest's bucket "
-        "or folder)",
+        help="audio must be under this URI prefix (repeatable; default: the manifest's store: "
+        "its bucket, or the local disk)",
     )
 
-    runs = commands.add_parser("runs", help="list the committed runs of an output dataset")
+    runs = command("runs", "list the committed (and unfinished) runs of an output dataset")
     runs.add_argument("output", help="output Parquet dataset folder (any fsspec URI)")
 
-    report = commands.add_parser(
-        "report", help="write an HTML report (self-contained, offline) of committed runs"
-    )
+    report = command("report", "write an HTML report (self-contained, offline) of committed runs")
     report.add_argument("output", help="output dataset folder (any fsspec URI)")
     report.add_argument(
         "--run", action="append", help="a run to report (repeatable; default: every run)"
     )
     report.add_argument("--out", default="report.html", help="the HTML file to write")
 
-    predict = commands.add_parser("predict", help="classify one file (models cached per process)")
+    predict = command("predict", "classify one file (models cached per process)")
     predict.add_argument("file", help="audio file (any fsspec URI)")
     predict.add_argument("--text", help="transcript; when absent, Whisper transcribes")
     _add_model_options(predict)
     # One file is the toolkit's whole-file call unless asked for its segments (a timeline).
     _add_segment_options(predict, default="off")
     return parser
+
+
+_VERBOSE_HELP = "also show Ray's, the workers' and the models' own logs, and log every batch"
 
 
 def _workers(value: str) -> int | None:
@@ -234,6 +388,8 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
         run_id=args.run_id,
         max_attempts=args.max_attempts,
         progress_every_s=args.progress_every_s,
+        max_error_fraction=args.max_error_fraction,
+        verbose=args.verbose,
     )
 
 
@@ -255,15 +411,35 @@ def _model_config(args: argparse.Namespace) -> ModelConfig:
 def _annotate(args: argparse.Namespace) -> int:
     from .pipeline import run
 
-    summary = run(job_config_from_args(args))
-    print(summary)
+    config = job_config_from_args(args)
+    summary = run(config)
+    print(f"speech-emotion: {summary}")
+    if summary.recordings and not summary.ok:
+        print("speech-emotion: no recording succeeded (exit 3)", file=sys.stderr)
+        return EXIT_NOTHING_OK
+    limit = config.max_error_fraction
+    if limit is not None and summary.recordings and summary.failed / summary.recordings > limit:
+        print(
+            f"speech-emotion: {summary.failed} of {summary.recordings} recordings failed, more "
+            f"than --max-error-fraction {limit:g} allows (exit 4)",
+            file=sys.stderr,
+        )
+        return EXIT_TOO_MANY_ERRORS
     return 0
 
 
-def _runs(args: argparse.Namespace) -> int:
+def _existing_output(uri: str):
+    """The output at ``uri``; a ConfigError if nothing was ever written there."""
     from .output import open_output
 
-    output = open_output(args.output)
+    output = open_output(uri)
+    if not output.publisher.runs() and not output.ledger.uncommitted():
+        raise ConfigError(f"no output at {uri}: no committed or unfinished runs there")
+    return output
+
+
+def _runs(args: argparse.Namespace) -> int:
+    output = _existing_output(args.output)
     print(
         f"{'run_id':<26} {'run_date':<10} {'rows':>8} {'ok':>8} {'error':>7} "
         f"{'skipped':>8} {'audio_h':>8} {'wall_s':>8}"
@@ -282,10 +458,9 @@ def _runs(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import fsspec
 
-    from .output import open_output
     from .report import report_for
 
-    html = report_for(open_output(args.output), args.run)
+    html = report_for(_existing_output(args.output), args.run)
     with fsspec.open(args.out, "w") as f:
         f.write(html)
     print(f"report of {len(args.run) if args.run else 'every'} run(s) written to {args.out}")
@@ -314,12 +489,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The progress line shows at the default level (it is logged only without a terminal).
-    logging.getLogger("speech_emotion.progress").setLevel(logging.INFO)
+    configure(args.verbose)
     handler = {"annotate": _annotate, "predict": _predict, "runs": _runs, "report": _report}[
         args.command
     ]
@@ -331,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _stop_ray()  # so that no worker's log lines come after the one that says what to fix
         print(f"speech-emotion: error: {known}", file=sys.stderr)
-        return 2
+        return EXIT_KNOWN_FAILURE
 
 
 def _stop_ray() -> None:

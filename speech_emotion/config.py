@@ -7,6 +7,7 @@ standard environment and config files, so they never pass through flags, logs or
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
 from dataclasses import dataclass, field
@@ -310,10 +311,39 @@ class JobConfig:
     max_attempts: int = 3
     """A row that failed this many times is not tried again (raise it to retry)."""
     progress_every_s: float = 30.0
-    """Seconds between progress lines, logged when the output is not a terminal."""
+    """Seconds between progress lines."""
+    max_error_fraction: float | None = None
+    """A run whose share of failed recordings is above this is committed but reported as failed
+    (its exit code); None: only a run where nothing succeeded is."""
+    verbose: bool = False
+    """Ray's, the workers' and the models' own logs too; without it, only this job's lines."""
+
+    @property
+    def row_settings(self) -> dict:
+        """The settings a run's rows depend on; a run is resumed only with the same."""
+        models, decode = self.models, self.decode
+        return {
+            "mode": models.mode,
+            "language": models.language,
+            "emotion_model": models.emotion_model_source,
+            "text_encoder": models.text_encoder_source,
+            "whisper_model": models.whisper_model,
+            "beam_size": models.beam_size,
+            "segment": dataclasses.asdict(decode.segment),
+            "channels": decode.channels,
+            "min_duration_s": decode.min_duration_s,
+            "max_duration_s": decode.longest_s,
+        }
 
     def __post_init__(self) -> None:
         require(self.max_attempts >= 1, "max_attempts", self.max_attempts, ">= 1")
+        if self.max_error_fraction is not None:
+            require(
+                0 <= self.max_error_fraction <= 1,
+                "max_error_fraction",
+                self.max_error_fraction,
+                "between 0 and 1",
+            )
         require(self.progress_every_s > 0, "progress_every_s", self.progress_every_s, "> 0")
         if self.run_id is not None:
             require(

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import shape_of
 from .config import AUDIO_MODES, TEXT_MODES
 from .errors import ModelLoadError
 from .features import FRAMES_PER_S, ClipFeatures, FeatureSpec, audio_features, stack_features
@@ -216,38 +217,6 @@ def _read_state_dict(folder: Path, source: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _shape(state: dict[str, torch.Tensor], key: str, source: str) -> torch.Size:
-    if key not in state:
-        raise ModelLoadError(
-            f"emotion model {source!r}: checkpoint has no {key!r}; it is not a UMUTeam "
-            "speech-emotion checkpoint"
-        )
-    return state[key].shape
-
-
-def _fusion_head_count(state: dict[str, torch.Tensor], projection_dim: int) -> int:
-    # From proj's width, not from the head keys present: a missing head must show up as missing
-    # keys, not as a smaller model.
-    proj = state.get("mult_attn_model.proj.weight")
-    return 0 if proj is None else proj.shape[1] // projection_dim
-
-
-def _check_mode(mode: str, projection_dim: int, head_dim: int, heads: int, source: str) -> None:
-    is_multihead = heads > 0
-    if (mode == "multihead") != is_multihead:
-        kind = "a multihead" if is_multihead else "not a multihead"
-        raise ModelLoadError(
-            f"emotion model {source!r} is {kind} checkpoint but the job asked for mode {mode!r}"
-        )
-    expected = projection_dim * 2 if mode == "concat" else projection_dim
-    if head_dim != expected:
-        raise ModelLoadError(
-            f"emotion model {source!r}: its head takes {head_dim}-d input, but mode {mode!r} "
-            f"gives {expected}-d vectors (concat checkpoints take twice the projection size); "
-            "check --mode against the checkpoint"
-        )
-
-
 def load_fusion_model(
     folder: str | Path, mode: str, *, source: str | None = None
 ) -> FusionEmotionModel:
@@ -265,19 +234,14 @@ def load_fusion_model(
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"emotion model {source!r}: unreadable config.json ({exc})") from exc
     state = _read_state_dict(folder, source)
-    projection_dim = _shape(state, "projector.weight", source)[0]
-    head_dim = _shape(state, "classifier.dense.weight", source)[0]
-    num_labels = _shape(state, "classifier.out_proj.weight", source)[0]
-    heads = _fusion_head_count(state, projection_dim)
-    _check_mode(mode, projection_dim, head_dim, heads, source)
-
+    shape = shape_of({key: tuple(t.shape) for key, t in state.items()}, mode, source)
     model = FusionEmotionModel(
         config,
         mode=mode,
-        projection_dim=projection_dim,
-        head_dim=head_dim,
-        num_labels=num_labels,
-        num_fusion_heads=heads,
+        projection_dim=shape.projection_dim,
+        head_dim=shape.head_dim,
+        num_labels=shape.num_labels,
+        num_fusion_heads=shape.fusion_heads,
     )
     expected = set(model.state_dict())
     missing = sorted(expected - set(state) - _OPTIONAL_KEYS)

@@ -12,6 +12,7 @@ from enum import Enum
 
 __all__ = [
     "ErrorCode",
+    "SETTINGS_ERRORS",
     "RowError",
     "KnownError",
     "ConfigError",
@@ -34,6 +35,11 @@ class ErrorCode(str, Enum):
     TOO_LONG = "too_long"
     NO_SPEECH = "no_speech"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
+
+
+# Failures a person fixes in the job's settings or the manifest (an allowed prefix, a language
+# code), not in the recording: they never use up a recording's attempts.
+SETTINGS_ERRORS = frozenset({ErrorCode.OUTSIDE_ALLOWED_PREFIXES, ErrorCode.UNSUPPORTED_LANGUAGE})
 
 
 class RowError(Exception):

@@ -2,7 +2,7 @@
 
 An audio reference is a URI today (any fsspec URI, or a path); every failure to read one is a
 :class:`RowError` naming it. The allowed-prefix rule lives here too: a manifest may only point at
-audio under its own bucket or folder unless the user widens it.
+audio on its own store (its bucket, or the local disk) unless the user widens it.
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ def _normalise_uri(uri: str) -> str:
 
 
 def default_allowed_prefix(manifest_uri: str) -> str:
-    """The manifest's own bucket (object storage) or folder (a filesystem)."""
-    import fsspec
+    """The store the manifest is on: its bucket (object storage) or the local file system.
 
-    fs, path = fsspec.core.url_to_fs(manifest_uri)
+    One rule for both: a manifest may point anywhere its own store holds, never at another
+    bucket (which the job's credentials might read) or from object storage at a worker's disk.
+    """
     if "://" in manifest_uri and not manifest_uri.startswith("file://"):
-        return manifest_uri.split("://", 1)[0] + "://" + path.split("/", 1)[0] + "/"
-    folder = path if fs.isdir(path) else posixpath.dirname(path)
-    return _normalise_uri(folder) + "/"
+        scheme, path = manifest_uri.split("://", 1)
+        return f"{scheme}://{path.split('/', 1)[0]}/"
+    return "/"
 
 
 def within_prefixes(uri: str, prefixes: Sequence[str]) -> bool:

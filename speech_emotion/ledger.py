@@ -110,15 +110,20 @@ class RunLedger:
         """The folder the run's rows are written to before it commits."""
         return self.path("_staging", run_id)
 
-    def start(self, run_id: str) -> str:
-        """Marks the run as started (once); returns its start time, kept across resumes."""
+    def start(
+        self, run_id: str, settings: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """Marks the run as started (once), with the settings its rows depend on; returns its
+        start time and those first settings (None if not recorded), kept across resumes."""
         marker = posixpath.join(self.staging(run_id), "_started.json")
         if self.fs.exists(marker):
-            return json.loads(self.fs.cat_file(marker))["started_at"]
+            mark = json.loads(self.fs.cat_file(marker))
+            return mark["started_at"], mark.get("settings")
         started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.fs.makedirs(self.staging(run_id), exist_ok=True)
-        self.fs.pipe_file(marker, json.dumps({"started_at": started}).encode())
-        return started
+        mark = {"started_at": started, "settings": settings}
+        self.fs.pipe_file(marker, json.dumps(mark, sort_keys=True).encode())
+        return started, settings
 
     def uncommitted(self) -> list[str]:
         """Staged runs without a record (crashed or running), oldest first."""

@@ -14,21 +14,33 @@ import datetime as dt
 import json
 import logging
 import math
-import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from .config import JobConfig, ResourceConfig
+from .console import quiet_native_stderr, quiet_ray_data
+from .errors import KnownError
 from .fetch import default_allowed_prefix
 from .ledger import RunRecord
 from .manifest import read_manifest
 from .output import open_output
 from .plan import ModelPlan, plan_models
+from .preflight import check_job
 from .progress import Progress
-from .runs import SUMMARY_COLUMNS, RunSummary, choose_run_id, select_recordings, summarise
+from .resources import fit_gpus
+from .runs import (
+    SUMMARY_COLUMNS,
+    RunSummary,
+    check_same_settings,
+    choose_run_id,
+    nothing_to_do,
+    select_recordings,
+    summarise,
+)
 from .schema import SCHEMA_VERSION
 from .stages import DecodeStage, ModelStage
 from .tally import Report, Tally, TallyClient, operator_figures
@@ -145,12 +157,8 @@ def run_stages(
     import ray
     import ray.data
 
-    if not ray.is_initialized():
-        ray.init(address=config.resources.ray_address)
-    logs = not sys.stdout.isatty()
-    if logs:
-        # Ray Data would dump every operator's state every 10 s: one compact line instead.
-        ray.data.DataContext.get_current().enable_progress_bars = False
+    # Ray Data's bars and operator dumps (every 10 s in a log) give way to one steady line.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     tally: Any = ray.remote(num_cpus=0)(Tally).remote()
     dataset = build_dataset(config, todo, plan, TallyClient(tally))
 
@@ -158,7 +166,7 @@ def run_stages(
         return ray.get(tally.totals.remote()).get("models", {})
 
     progress = Progress(models, todo.num_rows, config.progress_every_s)
-    with progress if logs else contextlib.nullcontext():
+    with progress, quiet_native_stderr(not config.verbose):
         dataset.write_parquet(staging, filesystem=fs)
     stages: dict[str, dict[str, float]] = ray.get(tally.totals.remote())
     ray.kill(tally)
@@ -211,19 +219,27 @@ def run(config: JobConfig) -> RunSummary:
     started = time.monotonic()
     recordings = read_manifest(config.manifest)
     config = with_default_prefixes(config)
+    check_job(config, recordings)
     output = open_output(config.output)
     run_id, resumed = choose_run_id(config.run_id, output.ledger)
     history = output.history(resuming=run_id)
     output.ledger.drop_staged(run_id, history.partial)
     selection = select_recordings(recordings, history, config.max_attempts)
-    # Models are checked only when there is work: a night with nothing new needs no hub.
+    if not selection.expected_ids:
+        output.ledger.discard(run_id)  # a resumed run that had staged nothing
+        return nothing_to_do(run_id, selection, time.monotonic() - started)
+    # Models are checked only when there is work: a resumed run with nothing left needs no hub.
     plan = plan_models(config, selection.todo, run_id) if selection.todo.num_rows else None
-    started_at = output.ledger.start(run_id)
+    settings = {**config.row_settings, **(plan.revisions if plan else {})}
+    started_at, first = output.ledger.start(run_id, settings)
+    check_same_settings(run_id, first, settings, output.ledger.staging(run_id))
     logger.info("run %s: %d recordings to do", run_id, selection.todo.num_rows)
     stages: dict[str, dict[str, float]] = {}
     if plan is not None:
         staging = output.ledger.staging(run_id)
-        stages = run_stages(config, selection.todo, plan, staging, output.ledger.fs)
+        with _dropped_if_empty(output.ledger, run_id):
+            config = connect(config)
+            stages = run_stages(config, selection.todo, plan, staging, output.ledger.fs)
     # Checked for torn files when the history was read; written whole by Ray since.
     staged = output.ledger.staged_files(run_id, check=False)
     files = output.publisher.prepare(run_id, started_at[:10], staged)
@@ -234,6 +250,35 @@ def run(config: JobConfig) -> RunSummary:
     output.ledger.discard(run_id)
     _report(output, record)
     return summary
+
+
+@contextlib.contextmanager
+def _dropped_if_empty(ledger, run_id: str) -> Iterator[None]:
+    """A run stopped by a known failure before it wrote a row leaves nothing to resume, so
+    ``runs`` must not list it as crashed."""
+    try:
+        yield
+    except KnownError:
+        if not ledger.staged_files(run_id, check=False):
+            ledger.discard(run_id)
+        raise
+
+
+def connect(config: JobConfig) -> JobConfig:
+    """Joins the cluster (or starts the job's own local Ray); returns the configuration with
+    the model actors' resources fitted to it (:func:`resources.fit_gpus`)."""
+    import ray
+
+    if not config.verbose:
+        quiet_ray_data()
+    own = not ray.is_initialized() and config.resources.ray_address == "local"
+    if not ray.is_initialized():
+        ray.init(
+            address=config.resources.ray_address,
+            log_to_driver=config.verbose,
+            logging_level=logging.INFO if config.verbose else logging.ERROR,
+        )
+    return replace(config, resources=fit_gpus(config.resources, own_ray=own))
 
 
 def _report(output, record: RunRecord) -> None:

@@ -7,16 +7,19 @@ models' feature settings are read so decode workers can compute features without
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .checkpoint import shape_of
 from .config import JobConfig
+from .errors import ModelLoadError
 from .features import FeatureSpec, WhisperFeatureSpec
-from .sources import check_model_source, read_model_file
+from .sources import check_model_source, read_model_file, read_tensor_shapes
 
-__all__ = ["ModelPlan", "plan_models"]
+__all__ = ["ModelPlan", "check_checkpoint", "plan_models"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,14 @@ class ModelPlan:
     whisper_features: WhisperFeatureSpec | None = None
     """Whisper's log-mel settings, for decode workers to compute its features."""
 
+    @property
+    def revisions(self) -> dict[str, str | None]:
+        return {
+            "emotion_model_revision": self.emotion_revision,
+            "text_encoder_revision": self.text_encoder_revision,
+            "whisper_model_revision": self.whisper_revision,
+        }
+
 
 def plan_models(config: JobConfig, recordings: pa.Table, run_id: str) -> ModelPlan:
     """Checks every model the run needs is reachable and pins hub revisions."""
@@ -43,6 +54,7 @@ def plan_models(config: JobConfig, recordings: pa.Table, run_id: str) -> ModelPl
     needs_whisper = bool(models.needs_text and (cut or untranscribed))
     text_encoder = models.text_encoder_source
     emotion_revision = check_model_source(models.emotion_model_source)
+    check_checkpoint(models.emotion_model_source, models.mode, emotion_revision)
     features = None
     if models.needs_audio:
         source = models.emotion_model_source
@@ -69,3 +81,18 @@ def plan_models(config: JobConfig, recordings: pa.Table, run_id: str) -> ModelPl
         text_encoder_revision=check_model_source(text_encoder) if text_encoder else None,
         whisper_revision=whisper_revision,
     )
+
+
+def check_checkpoint(source: str, mode: str, revision: str | None) -> None:
+    """Refuses a checkpoint that does not fit ``mode``, from its config and its weights' shapes
+    (the header of model.safetensors), without loading it."""
+    config = json.loads(read_model_file(source, "config.json", revision=revision))
+    speech = config.get("model_type") == "wav2vec2-bert"
+    if mode == "text":
+        if speech:
+            raise ModelLoadError(
+                f"emotion model {source!r} is a speech (Wav2Vec2-BERT) checkpoint, but mode "
+                "'text' needs a text classifier; check --mode against the checkpoint"
+            )
+        return
+    shape_of(read_tensor_shapes(source, revision=revision), mode, source)

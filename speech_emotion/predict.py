@@ -51,7 +51,10 @@ class Predictor:
         return self._transcriber
 
     def predict(self, audio_path: str | None = None, text: str | None = None) -> dict:
-        """``{"top_label", "top_score", "scores"}`` for one clip; a bad file raises RowError."""
+        """The toolkit's ``{"top_label", "top_score", "scores"}`` for one clip, plus what it was
+        made from: ``transcript`` (``text``, or Whisper's), ``transcript_source`` (``manifest``
+        for a given ``text``, else ``whisper``; None in audio mode) and ``language``. A bad file
+        raises RowError."""
         import numpy as np
 
         from .annotator import Annotator, ClipInput
@@ -72,7 +75,12 @@ class Predictor:
             self.classifier, self.transcriber if heard else None, language=cfg.job_language
         )
         (note,) = annotator.annotate([ClipInput(waveform, text=text or None)])
-        return _result(note)
+        return {
+            **_result(note),
+            "transcript": note.transcript,
+            "transcript_source": note.transcript_source,
+            "language": note.language,
+        }
 
     def timeline(
         self,
@@ -154,9 +162,26 @@ def predict_emotion(
     whisper_model: str | None = None,
     text_encoder: str | None = None,
 ) -> dict:
-    """The toolkit's one-file call: same arguments, same defaults, same return value.
+    """Classifies one clip, as the UMUTeam toolkit's ``predict_emotion`` does: same arguments,
+    same defaults, same return value, ``{"top_label", "top_score", "scores"}``; models stay
+    loaded between calls with the same models.
 
-    ``model_config_path`` is the toolkit's JSON ``{language: {mode: model id or folder}}``.
+    Args:
+        audio_path: the audio file (any fsspec URI). Optional in ``text`` mode.
+        text: its transcript. Without it (and with a mode that reads text), Whisper transcribes.
+        model_id: the emotion checkpoint: hub id, local folder or object-storage URI (the
+            command line's ``--emotion-model``). Default: the published one for mode and language.
+        mode: ``text`` (the toolkit's default), ``audio``, ``concat``, ``mean`` or ``multihead``.
+        language: ``es`` (the toolkit's default) or ``en``: picks the published checkpoints
+            and text encoder, and is forced on Whisper.
+        device: ``cpu`` or ``cuda``; default: CUDA when there is a GPU.
+        model_config_path: the toolkit's JSON ``{language: {mode: model id or folder}}``, read
+            when ``model_id`` is not given.
+        whisper_model: Whisper (size name, hub id, folder or URI); default ``large-v3-turbo``.
+        text_encoder: the fusion modes' text encoder; default: BERT for the language.
+
+    A file that cannot be used raises :class:`~speech_emotion.errors.RowError`. For the
+    transcript Whisper made, use :class:`Predictor`, whose ``predict`` returns it too.
     """
     if model_id is None and model_config_path is not None:
         model_id = _model_from_config_file(model_config_path, language, mode)
@@ -175,7 +200,8 @@ def predict_emotion(
         predictor = _CACHE.get(config)
         if predictor is None:
             predictor = _CACHE[config] = Predictor(config)
-    return predictor.predict(audio_path, text)
+    result = predictor.predict(audio_path, text)
+    return {key: result[key] for key in ("top_label", "top_score", "scores")}
 
 
 def clear_model_cache() -> None:

@@ -1,6 +1,6 @@
-"""A compact progress line at a steady interval, for runs whose output is a log, not a terminal
-(``ray job submit``, schedulers, CI): recordings done of all, rows, audio hours, rate, errors, and
-the time left at the rate so far. With a terminal, Ray Data's own progress bars show instead."""
+"""A compact progress line at a steady interval, the same in a terminal and in a log (``ray job
+submit``, schedulers, CI): recordings done of all, rows, audio hours, rate, errors, and the time
+left at the rate so far. It replaces Ray Data's progress bars and operator dumps."""
 
 from __future__ import annotations
 

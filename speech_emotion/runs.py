@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import new_run_id
-from .errors import ConfigError
+from .errors import SETTINGS_ERRORS, ConfigError
 from .schema import STATUS_OK
 
 if TYPE_CHECKING:
@@ -32,14 +32,26 @@ __all__ = [
     "History",
     "Selection",
     "choose_run_id",
+    "check_same_settings",
     "select_recordings",
     "RunSummary",
     "summarise",
+    "nothing_to_do",
 ]
 
 logger = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ["id", "status", "attempt", "channel", "segment_index", "segment_count"]
+_SETTINGS_ERRORS = pa.array(sorted(code.value for code in SETTINGS_ERRORS), pa.string())
+
+HISTORY_COLUMNS = [
+    "id",
+    "status",
+    "error_code",
+    "attempt",
+    "channel",
+    "segment_index",
+    "segment_count",
+]
 
 
 @dataclass(frozen=True)
@@ -114,7 +126,11 @@ class History:
     done: set[str] = field(default_factory=set)
     """Recordings with a whole, all-ok set of rows: never processed again."""
     attempts: dict[str, int] = field(default_factory=dict)
-    """Recordings that failed every time: how many attempts they have had."""
+    """Recordings not done: the number of their latest attempt (the next one counts on)."""
+    failures: dict[str, int] = field(default_factory=dict)
+    """Recordings not done: how many of their attempts failed for a reason of their own. A
+    failure a person fixes in the settings or the manifest (:data:`SETTINGS_ERRORS`) does not
+    count: a recording must not run out of attempts while the job was told to skip it."""
     staged: set[str] = field(default_factory=set)
     """Recordings the run being resumed already wrote whole: not done again."""
     partial: set[str] = field(default_factory=set)
@@ -123,23 +139,42 @@ class History:
 
     @classmethod
     def of(cls, committed: pa.Table, staged: pa.Table | None = None) -> History:
-        """From committed rows (``id``, ``status``, ``attempt``) and the resumed run's staged rows
-        (:data:`HISTORY_COLUMNS`)."""
+        """From committed rows (``id``, ``status``, ``error_code``, ``attempt``) and the resumed
+        run's staged rows (:data:`HISTORY_COLUMNS`)."""
         history = cls()
-        failed_rows = pc.cast(pc.not_equal(committed["status"], STATUS_OK), pa.int64())
+        failed = pc.not_equal(committed["status"], STATUS_OK)
+        own_fault = pc.and_(
+            failed,
+            pc.invert(pc.is_in(committed["error_code"], value_set=_SETTINGS_ERRORS)),
+        )
         attempts = (
-            pa.table({"id": committed["id"], "attempt": committed["attempt"], "bad": failed_rows})
+            pa.table(
+                {
+                    "id": committed["id"],
+                    "attempt": committed["attempt"],
+                    "bad": pc.cast(failed, pa.int64()),
+                    "own_fault": pc.cast(own_fault, pa.int64()),
+                }
+            )
             .group_by(["id", "attempt"])
-            .aggregate([("bad", "sum")])
+            .aggregate([("bad", "sum"), ("own_fault", "sum")])
         )
         clean = pc.equal(attempts["bad_sum"], 0)
         history.done = set(pc.filter(attempts["id"], clean).to_pylist())
-        failed = attempts.filter(pc.invert(clean)).group_by("id").aggregate([("attempt", "max")])
-        for recording, tried in zip(
-            failed["id"].to_pylist(), failed["attempt_max"].to_pylist(), strict=True
+        tried = attempts.filter(pc.invert(clean))
+        tried = tried.append_column(
+            "charged", pc.cast(pc.greater(tried["own_fault_sum"], 0), pa.int64())
+        )
+        per_recording = tried.group_by("id").aggregate([("attempt", "max"), ("charged", "sum")])
+        for recording, latest, charged in zip(
+            per_recording["id"].to_pylist(),
+            per_recording["attempt_max"].to_pylist(),
+            per_recording["charged_sum"].to_pylist(),
+            strict=True,
         ):
             if recording not in history.done:
-                history.attempts[recording] = tried
+                history.attempts[recording] = latest
+                history.failures[recording] = charged
         if staged is not None:
             checked = audit(staged)
             history.staged, history.partial = set(checked.whole), set(checked.broken)
@@ -162,6 +197,25 @@ def choose_run_id(requested: str | None, ledger: RunLedger) -> tuple[str, bool]:
     return new_run_id(), False
 
 
+def check_same_settings(run_id: str, first: dict | None, now: dict, staging: str) -> None:
+    """Refuses to resume a run with settings other than those it started with: its staged rows
+    would be committed as if made with these. A revision counts only where both runs knew it."""
+    if not first:
+        return
+    changed = [
+        f"{key} {first.get(key)!r} then, {now.get(key)!r} now"
+        for key in sorted(first.keys() | now.keys())
+        if first.get(key) != now.get(key)
+        and not (key.endswith("_revision") and None in (first.get(key), now.get(key)))
+    ]
+    if changed:
+        raise ConfigError(
+            f"run {run_id} did not finish, and was started with other settings "
+            f"({'; '.join(changed)}); finish it with the settings it started with, or delete "
+            f"{staging} to drop what it did"
+        )
+
+
 @dataclass(frozen=True)
 class Selection:
     todo: pa.Table
@@ -174,20 +228,21 @@ class Selection:
 
 def select_recordings(recordings: pa.Table, history: History, max_attempts: int) -> Selection:
     ids = recordings["id"].to_pylist()
-    attempts = [history.attempts.get(i, 0) for i in ids]
+    failures = [history.failures.get(i, 0) for i in ids]
     pending = [i not in history.done and i not in history.staged for i in ids]
-    keep = [p and tried < max_attempts for p, tried in zip(pending, attempts, strict=True)]
+    keep = [p and f < max_attempts for p, f in zip(pending, failures, strict=True)]
+    numbers = [history.attempts.get(i, 0) + 1 for i, k in zip(ids, keep, strict=True) if k]
     todo = recordings.filter(pa.array(keep, pa.bool_())).set_column(
         recordings.schema.get_field_index("attempt"),
         recordings.schema.field("attempt"),
-        pa.array([t + 1 for t, k in zip(attempts, keep, strict=True) if k], pa.int32()),
+        pa.array(numbers, pa.int32()),
     )
     return Selection(
         todo=todo,
         expected_ids=frozenset(todo["id"].to_pylist()) | history.staged,
         skipped_done=sum(i in history.done for i in ids),
         skipped_exhausted=sum(
-            p and tried >= max_attempts for p, tried in zip(pending, attempts, strict=True)
+            p and f >= max_attempts for p, f in zip(pending, failures, strict=True)
         ),
     )
 
@@ -201,15 +256,25 @@ class RunSummary:
     audio_s: float
     wall_s: float
     recordings: int = 0
+    failed: int = 0
+    """Recordings with an error row (one of their segments, or the whole recording)."""
     skipped_done: int = 0
     skipped_exhausted: int = 0
     resumed: bool = False
+    committed: bool = True
+    """False for a run that had nothing to do: nothing was recorded."""
 
     @property
     def audio_s_per_s(self) -> float:
         return self.audio_s / self.wall_s if self.wall_s else 0.0
 
     def __str__(self) -> str:
+        if not self.committed:
+            return (
+                f"nothing to do: {self.skipped_done} recordings already ok, "
+                f"{self.skipped_exhausted} out of attempts (raise --max-attempts to retry them); "
+                "no run recorded"
+            )
         errors = ", ".join(f"{code} {n}" for code, n in sorted(self.errors.items())) or "none"
         of = f" of {self.recordings} recordings" if self.recordings != self.rows else ""
         skipped = ""
@@ -226,7 +291,23 @@ class RunSummary:
         )
 
 
-SUMMARY_COLUMNS = [*HISTORY_COLUMNS, "error_code", "duration_s"]
+SUMMARY_COLUMNS = [*HISTORY_COLUMNS, "duration_s"]
+
+
+def nothing_to_do(run_id: str, selection: Selection, wall_s: float) -> RunSummary:
+    """A run with no recording to do: nothing is recorded, so nightly runs over a finished
+    corpus do not fill the output's history with empty runs."""
+    return RunSummary(
+        run_id=run_id,
+        rows=0,
+        ok=0,
+        errors={},
+        audio_s=0.0,
+        wall_s=wall_s,
+        skipped_done=selection.skipped_done,
+        skipped_exhausted=selection.skipped_exhausted,
+        committed=False,
+    )
 
 
 def summarise(
@@ -248,6 +329,7 @@ def summarise(
             + "; not committed"
         )
     ok = pc.equal(written["status"], STATUS_OK)
+    failed = pc.count_distinct(pc.filter(written["id"], pc.invert(ok))).as_py()
     return RunSummary(
         run_id=run_id,
         rows=written.num_rows,
@@ -256,6 +338,7 @@ def summarise(
         audio_s=pc.sum(pc.filter(written["duration_s"], ok)).as_py() or 0.0,
         wall_s=wall_s,
         recordings=len(checked.whole),
+        failed=failed,
         skipped_done=selection.skipped_done,
         skipped_exhausted=selection.skipped_exhausted,
         resumed=resumed,

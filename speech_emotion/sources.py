@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, overload
@@ -21,6 +23,7 @@ __all__ = [
     "ResolvedModel",
     "check_model_source",
     "read_model_file",
+    "read_tensor_shapes",
     "resolve_model",
     "whisper_repo_id",
 ]
@@ -221,3 +224,43 @@ def read_model_file(
             f"model {source!r}: cannot read its {name} ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else 'no details'})"
         ) from exc
+
+
+# A safetensors header is a few hundred kB at most; anything larger is not one.
+_MAX_HEADER_BYTES = 64 * 2**20
+
+
+def read_tensor_shapes(source: str, *, revision: str | None = None) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of a model's ``model.safetensors``, from its header alone (a few kB of
+    a file of gigabytes); any failure is a :class:`ModelLoadError` naming the model."""
+    kind = _kind(source)
+    try:
+        if kind == "hub":
+            from huggingface_hub import get_safetensors_metadata
+
+            metadata = get_safetensors_metadata(source, revision=revision)
+            return {
+                name: tuple(tensor.shape)
+                for file in metadata.files_metadata.values()
+                for name, tensor in file.tensors.items()
+            }
+        if kind == "local":
+            opened = open(_local_path(source) / "model.safetensors", "rb")  # noqa: SIM115
+        else:
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(source)
+            opened = fs.open(f"{path.rstrip('/')}/model.safetensors", "rb")
+        with opened as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > _MAX_HEADER_BYTES:
+                raise ValueError("not a safetensors file")
+            header = json.loads(f.read(size))
+    except FileNotFoundError:
+        raise ModelLoadError(f"model {source!r} has no model.safetensors") from None
+    except Exception as exc:  # hub, storage and format errors share no base class
+        raise ModelLoadError(
+            f"model {source!r}: cannot read the header of its model.safetensors "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'})"
+        ) from exc
+    return {name: tuple(v["shape"]) for name, v in header.items() if name != "__metadata__"}

@@ -19,6 +19,8 @@ from speech_emotion.predict import _CACHE, Predictor, clear_model_cache
 from .audiogen import encode, tone
 from .factories import speech, tiny_model_config, tiny_model_flags
 
+TRANSCRIPT_KEYS = ("transcript", "transcript_source", "language")
+
 
 def speech_emotion(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -59,34 +61,12 @@ def test_an_unreachable_hub_model_is_named_before_any_work_starts(tmp_path, wav)
     assert_clean_failure(result, "UMUTeam/w2v-bert-beto-concat-emotion-en", "object storage")
 
 
-@pytest.mark.slow  # starts a Ray of its own
-def test_a_checkpoint_that_does_not_fit_the_mode_ends_the_run_with_one_clear_line(
-    tmp_path, wav, tiny_models
-):
-    (tmp_path / "m.jsonl").write_text(json.dumps({"audio": str(wav)}) + "\n")
-    result = speech_emotion(
-        "annotate",
-        str(tmp_path / "m.jsonl"),
-        str(tmp_path / "out"),
-        "--mode",
-        "audio",
-        "--emotion-model",
-        str(tiny_models.emotion["concat"]),
-        "--num-gpus-per-worker",
-        "0",
-    )
-    assert result.returncode == 2
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("speech-emotion: error: emotion model")
-    assert "mode 'audio'" in last_line
-
-
 def test_an_invalid_setting_names_the_setting_and_value(tmp_path):
     result = speech_emotion("annotate", "m.jsonl", "out", "--batch-size", "0")
     assert_clean_failure(result, "batch_size=0 is invalid")
 
 
-def test_predict_prints_the_toolkit_result_for_one_file(tiny_models, wav):
+def test_predict_prints_the_toolkit_result_and_the_transcript_for_one_file(tiny_models, wav):
     result = speech_emotion(
         "predict",
         str(wav),
@@ -99,7 +79,8 @@ def test_predict_prints_the_toolkit_result_for_one_file(tiny_models, wav):
     )
     assert result.returncode == 0, result.stderr
     prediction = json.loads(result.stdout)
-    assert set(prediction) == {"top_label", "top_score", "scores"}
+    assert set(prediction) == {"top_label", "top_score", "scores", *TRANSCRIPT_KEYS}
+    assert prediction["transcript"] == "what a surprise"
     assert prediction["top_score"] == max(prediction["scores"].values())
     assert sum(prediction["scores"].values()) == pytest.approx(1.0, abs=1e-5)
 

@@ -3,6 +3,7 @@ and the options table matches the command line, option by option and default by 
 
 from __future__ import annotations
 
+import argparse
 import re
 import runpy
 from pathlib import Path
@@ -55,10 +56,61 @@ def shown(default: object) -> str:
 
 @pytest.mark.parametrize(
     ("option", "default"),
-    [(name, default) for name, default in annotate_options().items() if default is not None],
+    [
+        (name, default)
+        for name, default in annotate_options().items()
+        if default not in (None, argparse.SUPPRESS)
+    ],
 )
 def test_the_readme_gives_each_options_default_as_the_command_line_has_it(option, default):
     documented = readme_options().get(option, "")
     assert re.search(rf"(^|[`\s(]){re.escape(shown(default))}($|[`\s)])", documented), (
         f"{option}: README says {documented!r}, the command line defaults to {default!r}"
     )
+
+
+def sql_statements() -> list[str]:
+    """Every statement of the README's SQL blocks, in order."""
+    blocks = re.findall(r"```sql\n(.*?)```", README, re.S)
+    statements = []
+    for block in blocks:
+        code = "\n".join(line for line in block.splitlines() if not line.startswith("--"))
+        statements += [s.strip() for s in code.split(";") if s.strip()]
+    return statements
+
+
+@pytest.mark.slow  # one run of the example corpus
+def test_every_sql_statement_of_the_readme_runs_on_the_examples_output(
+    tmp_path, tiny_models, ray_cluster
+):
+    import duckdb
+
+    from speech_emotion.config import JobConfig, ManifestConfig, OutputConfig
+    from speech_emotion.pipeline import run
+
+    from .factories import tiny_model_config
+
+    out = tmp_path / "labels"
+    manifest = ROOT / "examples" / "corpus" / "manifest.jsonl"
+    run(
+        JobConfig(
+            ManifestConfig(str(manifest)),
+            OutputConfig(str(out)),
+            models=tiny_model_config(tiny_models),
+        )
+    )
+    db = duckdb.connect()
+    ran = 0
+    for statement in sql_statements():
+        if statement.startswith(("INSTALL", "LOAD", "CREATE SECRET")):
+            continue  # S3 access: DuckDB's httpfs downloads at first use, offline here
+        sql = statement.replace("s3://bucket/labels/", "labels/").replace("'labels/", f"'{out}/")
+        if sql.startswith("CREATE VIEW"):
+            db.sql("DROP VIEW IF EXISTS labels")  # the S3 block makes the same view again
+        result = db.sql(sql)
+        if result is not None:
+            result.fetchall()
+        ran += 1
+    assert ran >= 8
+    current = dict(db.sql("SELECT status, count(*) FROM labels GROUP BY status").fetchall())
+    assert current == {"ok": 6, "error": 1}

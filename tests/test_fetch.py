@@ -46,10 +46,11 @@ def test_prefixes_are_compared_after_resolving_dot_dot(uri, inside):
     assert within_prefixes(uri, ("s3://corpus/",)) is inside
 
 
-def test_the_default_prefix_is_the_manifests_bucket_or_folder(tmp_path):
-    (tmp_path / "m.jsonl").write_text("")
+def test_the_default_prefix_is_the_manifests_store_its_bucket_or_the_local_disk(tmp_path):
     assert default_allowed_prefix("s3://corpus/manifests/m.jsonl") == "s3://corpus/"
-    assert default_allowed_prefix(str(tmp_path / "m.jsonl")) == f"{tmp_path}/"
+    local = default_allowed_prefix(str(tmp_path / "m.jsonl"))
+    assert within_prefixes("/data/elsewhere/a.wav", [local])
+    assert not within_prefixes("s3://corpus/a.wav", [local])
 
 
 def files(tmp_path, sizes: list[int]) -> list[str]:

@@ -572,3 +572,26 @@ def test_the_drift_check_catches_a_command_the_job_no_longer_takes(source_id, ol
     kind, text = _broken(source_id, old, new)
     with pytest.raises(DriftError):
         job_commands(kind, text)
+
+
+def test_one_settings_file_fills_every_placeholder_of_every_config(tmp_path):
+    import runpy
+
+    configure = runpy.run_path(str(INFRA / "configure.py"))
+    settings = tmp_path / "settings.env"
+    settings.write_text(
+        "ACCOUNT=210987654321\nREGION=eu-central-1\nAMI=ami-0abc\n"
+        "IMAGE=registry.example/se:ray2.60.0-py311-gpu\n"
+        "MANIFEST=s3://acme-audio/manifests/\nOUTPUT=s3://acme-labels/emotions/\n"
+    )
+    shipped = configure["read_settings"](INFRA / "settings.env")
+    assert shipped == {key: value for key, value in configure["PLACEHOLDERS"].items()}
+    written = configure["render"](configure["read_settings"](settings), tmp_path / "build")
+    assert len(written) == len(list(INFRA.glob("*/*.yaml")))
+    for path in written:
+        text = path.read_text()
+        for placeholder in configure["PLACEHOLDERS"].values():
+            assert placeholder not in text, f"{path.name} still holds {placeholder}"
+        list(yaml.safe_load_all(text))
+    jobs = (tmp_path / "build" / "kuberay" / "rayjob.yaml").read_text()
+    assert "s3://acme-audio/manifests/ s3://acme-labels/emotions/" in jobs

@@ -114,6 +114,24 @@ def test_a_recording_is_done_when_one_attempt_is_all_ok():
     history = History.of(committed)
     assert history.done == {"ok-first", "retried"}
     assert history.attempts == {"failing": 2, "half": 1}
+    assert history.failures == {"failing": 2, "half": 0}
+
+
+def test_failures_a_person_fixes_in_the_settings_use_up_no_attempts():
+    committed = rows(
+        error_row("elsewhere", "outside_allowed_prefixes", attempt=1),
+        error_row("elsewhere", "outside_allowed_prefixes", attempt=2),
+        error_row("klingon", "unsupported_language", attempt=1),
+        error_row("flaky", "read_failed", attempt=1),
+        error_row("flaky", "outside_allowed_prefixes", attempt=2),
+    )
+    history = History.of(committed)
+    assert history.failures == {"elsewhere": 0, "klingon": 0, "flaky": 1}
+    selection = select_recordings(manifest("elsewhere", "klingon", "flaky"), history, 1)
+    attempts = {r["id"]: r["attempt"] for r in selection.todo.to_pylist()}
+    # Tried again, numbered on from the latest attempt so "the latest attempt" stays one.
+    assert attempts == {"elsewhere": 3, "klingon": 2}
+    assert selection.skipped_exhausted == 1
 
 
 def test_a_resumed_runs_partial_recordings_are_neither_done_nor_kept():
@@ -124,7 +142,8 @@ def test_a_resumed_runs_partial_recordings_are_neither_done_nor_kept():
 
 
 def test_selection_skips_done_and_staged_and_gives_up_after_max_attempts():
-    history = History(done={"done"}, attempts={"tried-once": 1, "tried-twice": 2}, staged={"s"})
+    tried = {"tried-once": 1, "tried-twice": 2}
+    history = History(done={"done"}, attempts=tried, failures=tried, staged={"s"})
     selection = select_recordings(
         manifest("new", "done", "tried-once", "tried-twice", "s"), history, max_attempts=2
     )
@@ -146,7 +165,7 @@ def test_every_manifest_row_is_todo_done_staged_or_exhausted_and_only_one(kinds,
     history = History(
         done={i for i, (k, _) in zip(ids, kinds, strict=True) if k == "done"},
         staged={i for i, (k, _) in zip(ids, kinds, strict=True) if k == "staged"},
-        attempts={i: n for i, (k, n) in zip(ids, kinds, strict=True) if k == "failed" and n},
+        failures={i: n for i, (k, n) in zip(ids, kinds, strict=True) if k == "failed" and n},
     )
     selection = select_recordings(manifest(*ids), history, max_attempts)
     todo = set(selection.todo["id"].to_pylist())
