@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from .config import (
     CHANNEL_MODES,
     MODES,
+    OUTPUT_FORMATS,
     SEGMENT_MODES,
     DecodeConfig,
     JobConfig,
@@ -74,6 +75,33 @@ def _segment_config(args: argparse.Namespace) -> SegmentConfig:
     )
 
 
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    _option(
+        parser,
+        "--format",
+        OutputConfig,
+        choices=OUTPUT_FORMATS,
+        help="parquet: files plus commit records; delta: a Delta table at OUTPUT; iceberg: the "
+        "Iceberg table OUTPUT (NAMESPACE.TABLE); one commit per run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--catalog",
+        help="iceberg: the pyiceberg catalog's name (default: pyiceberg's default catalog, else "
+        "an embedded SQLite one)",
+    )
+    parser.add_argument(
+        "--staging",
+        help="delta, iceberg: where runs stage rows and keep records and reports (default: "
+        "OUTPUT for delta, the table's location for iceberg)",
+    )
+
+
+def _output_config(args: argparse.Namespace) -> OutputConfig:
+    return OutputConfig(
+        uri=args.output, format=args.format, catalog=args.catalog, staging=args.staging
+    )
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     _option(parser, "--mode", ModelConfig, choices=MODES, help="fusion mode (default %(default)s)")
     _option(parser, "--language", ModelConfig, help="en, es, ... or auto to detect")
@@ -96,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     annotate = commands.add_parser("annotate", help="annotate a manifest of audio files on Ray")
     annotate.add_argument("manifest", help="manifest file or folder (any fsspec URI)")
-    annotate.add_argument("output", help="output Parquet dataset folder (any fsspec URI)")
+    annotate.add_argument(
+        "output", help="output dataset folder or Delta table (any fsspec URI), or Iceberg table"
+    )
+    _add_output_options(annotate)
     for column in ("audio", "id", "text", "language"):
         _option(annotate, f"--{column}-column", ManifestConfig, help=f"manifest column: {column}")
     _add_model_options(annotate)
@@ -178,11 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="list the committed runs of an output dataset")
     runs.add_argument("output", help="output Parquet dataset folder (any fsspec URI)")
+    _add_output_options(runs)
 
     report = commands.add_parser(
         "report", help="write an HTML report (self-contained, offline) of committed runs"
     )
     report.add_argument("output", help="output dataset folder (any fsspec URI)")
+    _add_output_options(report)
     report.add_argument(
         "--run", action="append", help="a run to report (repeatable; default: every run)"
     )
@@ -211,7 +244,7 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
             text_column=args.text_column,
             language_column=args.language_column,
         ),
-        output=OutputConfig(uri=args.output),
+        output=_output_config(args),
         decode=DecodeConfig(
             min_duration_s=args.min_duration_s,
             max_duration_s=args.max_duration_s,
@@ -263,7 +296,7 @@ def _annotate(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     from .output import open_output
 
-    output = open_output(args.output)
+    output = open_output(_output_config(args))
     print(
         f"{'run_id':<26} {'run_date':<10} {'rows':>8} {'ok':>8} {'error':>7} "
         f"{'skipped':>8} {'audio_h':>8} {'wall_s':>8}"
@@ -274,7 +307,7 @@ def _runs(args: argparse.Namespace) -> int:
             f"{r.run_id:<26} {r.run_date:<10} {r.rows:>8} {r.ok:>8} "
             f"{r.rows - r.ok:>7} {skipped:>8} {r.audio_s / 3600:>8.3f} {r.wall_s:>8.1f}"
         )
-    for run_id in output.ledger.uncommitted():
+    for run_id in output.uncommitted():
         print(f"{run_id:<26} (not committed: running, or crashed; re-run the job to resume it)")
     return 0
 
@@ -285,7 +318,7 @@ def _report(args: argparse.Namespace) -> int:
     from .output import open_output
     from .report import report_for
 
-    html = report_for(open_output(args.output), args.run)
+    html = report_for(open_output(_output_config(args)), args.run)
     with fsspec.open(args.out, "w") as f:
         f.write(html)
     print(f"report of {len(args.run) if args.run else 'every'} run(s) written to {args.out}")
