@@ -324,3 +324,56 @@ def test_nightly_runs_add_each_recording_once_in_one_commit_per_run(
     assert rows.filter(pa.compute.equal(rows["run_id"], grown.run_id))["id"].to_pylist() == ["c"]
     listed = [r.run_id for r in open_output(target.config).publisher.runs()]
     assert listed == [first.run_id, grown.run_id]
+
+
+# -- choosing and listing -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["delta-local", "iceberg-local"], indirect=True)
+def test_the_runs_command_lists_the_runs_from_the_tables_history(target, capsys):
+    from speech_emotion.cli import main
+
+    output = target.open()
+    commit(output, "run-1", clip_rows("a"))
+    commit(output, "run-2", clip_rows("b"))
+    stage(output, "run-3", clip_rows("c"))
+    for path in output.ledger.fs.glob(f"{output.ledger.root}/_runs/*.json"):
+        output.ledger.fs.rm(path)  # the ledger's copies are not what is listed
+    flags = ["--format", target.config.format]
+    if target.config.catalog:
+        flags += ["--catalog", target.config.catalog]
+    assert main(["runs", target.config.uri, *flags]) == 0
+    listing = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[0] for line in listing] == ["run-1", "run-2", "run-3"]
+    assert "not committed" in listing[2]
+
+
+def test_with_no_catalog_configured_iceberg_uses_an_embedded_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    output = open_output(OutputConfig(uri="speech.labels", format="iceberg"), create=True)
+    commit(output, "run-1", clip_rows("a"))
+    assert (tmp_path / ".speech_emotion" / "iceberg" / "catalog.db").is_file()
+    assert output.ledger.root.startswith(str(tmp_path / ".speech_emotion" / "iceberg"))
+    assert ids(output.read(["id"])) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"uri": "labels", "format": "iceberg"}, "NAMESPACE.TABLE"),
+        ({"uri": "out", "format": "delta", "catalog": "x"}, "names an Iceberg catalog"),
+        ({"uri": "out", "staging": "s3://b/s"}, "its runs stage under OUTPUT"),
+        ({"uri": "out", "format": "orc"}, "one of parquet, delta, iceberg"),
+    ],
+)
+def test_output_settings_that_cannot_work_are_refused_by_name(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        OutputConfig(**settings)
+
+
+def test_a_named_catalog_that_is_not_configured_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="PYICEBERG_CATALOG__NOPE__"):
+        open_output(OutputConfig(uri="a.b", format="iceberg", catalog="nope"))
+    with pytest.raises(ConfigError, match="no such table"):
+        open_output(OutputConfig(uri="a.b", format="iceberg"))
