@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from .config import (
     CHANNEL_MODES,
     MODES,
+    OUTPUT_FORMATS,
     SEGMENT_MODES,
     DecodeConfig,
     JobConfig,
@@ -142,6 +143,33 @@ def _segment_config(args: argparse.Namespace) -> SegmentConfig:
     )
 
 
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    _option(
+        parser,
+        "--format",
+        OutputConfig,
+        choices=OUTPUT_FORMATS,
+        help="parquet: files plus commit records; delta: a Delta table at OUTPUT; iceberg: the "
+        "Iceberg table OUTPUT (NAMESPACE.TABLE); one commit per run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--catalog",
+        help="iceberg: the pyiceberg catalog's name (default: pyiceberg's default catalog, else "
+        "an embedded SQLite one)",
+    )
+    parser.add_argument(
+        "--staging",
+        help="delta, iceberg: where runs stage rows and keep records and reports (default: "
+        "OUTPUT for delta, the table's location for iceberg)",
+    )
+
+
+def _output_config(args: argparse.Namespace) -> OutputConfig:
+    return OutputConfig(
+        uri=args.output, format=args.format, catalog=args.catalog, staging=args.staging
+    )
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     _option(
         parser,
@@ -226,8 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("manifest", help="manifest file or folder (any fsspec URI)")
     annotate.add_argument(
         "output",
-        help="output Parquet dataset folder (any fsspec URI; an object-store bucket must exist)",
+        help="output dataset folder or Delta table (any fsspec URI; an object-store bucket must "
+        "exist), or Iceberg table",
     )
+    _add_output_options(annotate)
     for column in ("audio", "id", "text", "language"):
         _option(annotate, f"--{column}-column", ManifestConfig, help=f"manifest column: {column}")
     _add_model_options(annotate)
@@ -331,9 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = command("runs", "list the committed (and unfinished) runs of an output dataset")
     runs.add_argument("output", help="output Parquet dataset folder (any fsspec URI)")
+    _add_output_options(runs)
 
     report = command("report", "write an HTML report (self-contained, offline) of committed runs")
     report.add_argument("output", help="output dataset folder (any fsspec URI)")
+    _add_output_options(report)
     report.add_argument(
         "--run", action="append", help="a run to report (repeatable; default: every run)"
     )
@@ -365,7 +397,7 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
             text_column=args.text_column,
             language_column=args.language_column,
         ),
-        output=OutputConfig(uri=args.output),
+        output=_output_config(args),
         decode=DecodeConfig(
             min_duration_s=args.min_duration_s,
             max_duration_s=args.max_duration_s,
@@ -428,18 +460,18 @@ def _annotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _existing_output(uri: str):
-    """The output at ``uri``; a ConfigError if nothing was ever written there."""
+def _existing_output(config: OutputConfig):
+    """The output ``config`` names; a ConfigError if nothing was ever written there."""
     from .output import open_output
 
-    output = open_output(uri)
-    if not output.publisher.runs() and not output.ledger.uncommitted():
-        raise ConfigError(f"no output at {uri}: no committed or unfinished runs there")
+    output = open_output(config)
+    if not output.publisher.runs() and not output.uncommitted():
+        raise ConfigError(f"no output at {config.uri}: no committed or unfinished runs there")
     return output
 
 
 def _runs(args: argparse.Namespace) -> int:
-    output = _existing_output(args.output)
+    output = _existing_output(_output_config(args))
     print(
         f"{'run_id':<26} {'run_date':<10} {'rows':>8} {'ok':>8} {'error':>7} "
         f"{'skipped':>8} {'audio_h':>8} {'wall_s':>8}"
@@ -450,7 +482,7 @@ def _runs(args: argparse.Namespace) -> int:
             f"{r.run_id:<26} {r.run_date:<10} {r.rows:>8} {r.ok:>8} "
             f"{r.rows - r.ok:>7} {skipped:>8} {r.audio_s / 3600:>8.3f} {r.wall_s:>8.1f}"
         )
-    for run_id in output.ledger.uncommitted():
+    for run_id in output.uncommitted():
         print(f"{run_id:<26} (not committed: running, or crashed; re-run the job to resume it)")
     return 0
 
@@ -460,7 +492,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from .report import report_for
 
-    html = report_for(_existing_output(args.output), args.run)
+    html = report_for(_existing_output(_output_config(args)), args.run)
     with fsspec.open(args.out, "w") as f:
         f.write(html)
     print(f"report of {len(args.run) if args.run else 'every'} run(s) written to {args.out}")

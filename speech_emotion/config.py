@@ -16,6 +16,7 @@ from .errors import ConfigError
 
 __all__ = [
     "MODES",
+    "OUTPUT_FORMATS",
     "FUSION_MODES",
     "TEXT_MODES",
     "AUDIO_MODES",
@@ -89,7 +90,7 @@ class ManifestConfig:
     """Optional column with a per-row language code."""
 
 
-OUTPUT_FORMATS = ("parquet",)
+OUTPUT_FORMATS = ("parquet", "delta", "iceberg")
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,15 @@ class OutputConfig:
     """Where the annotated rows go and in which format."""
 
     uri: str
-    """Output dataset: a folder/prefix at any fsspec URI."""
+    """parquet, delta: a folder/prefix at any fsspec URI; iceberg: the table, NAMESPACE.TABLE."""
     format: str = "parquet"
-    """Table format of the committed rows (today: parquet files plus commit records)."""
+    """parquet: files plus commit records; delta, iceberg: a table with one commit per run."""
+    catalog: str | None = None
+    """iceberg: the pyiceberg catalog's name (.pyiceberg.yaml, PYICEBERG_CATALOG__<NAME>__*);
+    None: pyiceberg's default one, or, where none is configured, an embedded SQLite catalog."""
+    staging: str | None = None
+    """delta, iceberg: where runs stage their rows and keep records and reports (any fsspec URI);
+    None: OUTPUT for delta, the table's location for iceberg."""
 
     def __post_init__(self) -> None:
         require(bool(self.uri), "output", self.uri, "a folder or URI")
@@ -109,6 +116,25 @@ class OutputConfig:
             self.format,
             f"one of {', '.join(OUTPUT_FORMATS)}",
         )
+        if self.format == "iceberg":
+            namespace, _, table = self.uri.rpartition(".")
+            require(
+                bool(namespace and table) and "/" not in self.uri,
+                "output",
+                self.uri,
+                "NAMESPACE.TABLE with --format iceberg",
+            )
+        else:
+            require(
+                self.catalog is None, "catalog", self.catalog, "none (it names an Iceberg catalog)"
+            )
+        if self.format == "parquet":
+            require(
+                self.staging is None,
+                "staging",
+                self.staging,
+                "none with parquet (its runs stage under OUTPUT)",
+            )
 
 
 SEGMENT_MODES = ("off", "auto", "always")

@@ -220,8 +220,9 @@ def run(config: JobConfig) -> RunSummary:
     recordings = read_manifest(config.manifest)
     config = with_default_prefixes(config)
     check_job(config, recordings)
-    output = open_output(config.output)
-    run_id, resumed = choose_run_id(config.run_id, output.ledger)
+    output = open_output(config.output, create=True)
+    output.settle()  # runs stopped between a table's commit and the ledger's record
+    run_id, resumed = choose_run_id(config.run_id, output.ledger, output.publisher.is_committed)
     history = output.history(resuming=run_id)
     output.ledger.drop_staged(run_id, history.partial)
     selection = select_recordings(recordings, history, config.max_attempts)

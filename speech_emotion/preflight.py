@@ -34,7 +34,10 @@ LANGUAGES = _whisper_languages()
 
 def check_job(config: JobConfig, recordings: pa.Table) -> None:
     check_language(config.models.language)
-    check_output(config.output.uri)
+    output = config.output
+    for place in (None if output.format == "iceberg" else output.uri, output.staging):
+        if place is not None:  # an Iceberg table is a catalog's name: the catalog checks it
+            check_output(place)
     check_prefixes(recordings, config.decode.allowed_prefixes)
 
 

@@ -9,7 +9,7 @@ whose commit is the table's own.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import pyarrow as pa
@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from .ledger import RunLedger, RunRecord, read_rows
 from .schema import OUTPUT_SCHEMA
 
-__all__ = ["Publisher", "ParquetPublisher", "ROWS_PER_FILE"]
+__all__ = ["Publisher", "ParquetPublisher", "ROWS_PER_FILE", "compact"]
 
 # About 128 MB per file at ~500 bytes a row: large enough for warehouses, small enough to write
 # from one process.
@@ -48,7 +48,12 @@ class Publisher(Protocol):
         ...
 
     def commit(self, record: RunRecord) -> None:
-        """Makes the run's prepared files visible, atomically."""
+        """Makes the run's prepared files visible, atomically, unless the run is committed
+        already (a resume after a crash that came after the commit): then it does nothing."""
+        ...
+
+    def is_committed(self, run_id: str) -> bool:
+        """Whether the output holds this run: the question a resume and ``--run-id`` ask."""
         ...
 
 
@@ -76,34 +81,51 @@ class ParquetPublisher:
 
         File names are fixed, so a commit repeated after a crash overwrites its own attempt.
         """
-        fs = self.ledger.fs
-        files: list[str] = []
-        writer, rows_in_file = None, 0
-        try:
-            for path in staged:
-                table = read_rows(fs, [path], OUTPUT_SCHEMA.names)
-                for batch in table.to_batches(max_chunksize=ROWS_PER_FILE):
-                    if writer is None or rows_in_file + batch.num_rows > ROWS_PER_FILE:
-                        if writer is not None:
-                            writer.close()
-                        name = posixpath.join(
-                            f"run_date={run_date}", f"{run_id}-{len(files):05d}.parquet"
-                        )
-                        files.append(name)
-                        fs.makedirs(posixpath.dirname(self.ledger.path(name)), exist_ok=True)
-                        writer = pq.ParquetWriter(
-                            self.ledger.path(name),
-                            OUTPUT_SCHEMA,
-                            filesystem=fs,
-                            compression="zstd",
-                        )
-                        rows_in_file = 0
-                    writer.write_batch(batch)
-                    rows_in_file += batch.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
-        return files
+        names: list[str] = []
+
+        def place(n: int) -> str:
+            names.append(posixpath.join(f"run_date={run_date}", f"{run_id}-{n:05d}.parquet"))
+            return self.ledger.path(names[-1])
+
+        compact(self.ledger.fs, staged, place)
+        return names
 
     def commit(self, record: RunRecord) -> None:
         self.ledger.write_record(record)
+
+    def is_committed(self, run_id: str) -> bool:
+        return self.ledger.is_committed(run_id)
+
+
+def compact(
+    fs,
+    staged: Sequence[str],
+    place: Callable[[int], str],
+    schema: pa.Schema = OUTPUT_SCHEMA,
+    constants: dict[str, object] | None = None,
+) -> list[str]:
+    """Streams staged files into files of ``ROWS_PER_FILE`` rows (zstd) at ``place(n)`` for the
+    n-th, with ``constants`` appended as columns (a partition value the file must hold);
+    returns their paths. Memory: one staged file and one row group at a time."""
+    paths: list[str] = []
+    writer, rows_in_file = None, 0
+    try:
+        for path in staged:
+            table = read_rows(fs, [path], OUTPUT_SCHEMA.names)
+            for name, value in (constants or {}).items():
+                field = schema.field(name)
+                table = table.append_column(field, pa.array([value] * table.num_rows, field.type))
+            for batch in table.to_batches(max_chunksize=ROWS_PER_FILE):
+                if writer is None or rows_in_file + batch.num_rows > ROWS_PER_FILE:
+                    if writer is not None:
+                        writer.close()
+                    paths.append(place(len(paths)))
+                    fs.makedirs(posixpath.dirname(paths[-1]), exist_ok=True)
+                    writer = pq.ParquetWriter(paths[-1], schema, filesystem=fs, compression="zstd")
+                    rows_in_file = 0
+                writer.write_batch(batch)
+                rows_in_file += batch.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return paths

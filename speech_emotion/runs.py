@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -181,10 +182,16 @@ class History:
         return history
 
 
-def choose_run_id(requested: str | None, ledger: RunLedger) -> tuple[str, bool]:
-    """(run id, resuming). Re-running a crashed run's command resumes it."""
+def choose_run_id(
+    requested: str | None, ledger: RunLedger, committed: Callable[[str], bool] | None = None
+) -> tuple[str, bool]:
+    """(run id, resuming). Re-running a crashed run's command resumes it.
+
+    ``committed`` says whether the output holds a run (default: its ledger record; a table's
+    commits, for a table format)."""
+    committed = committed or ledger.is_committed
     if requested:
-        if ledger.is_committed(requested):
+        if committed(requested):
             raise ConfigError(
                 f"run_id={requested!r} is invalid: that run is already committed in "
                 f"{ledger.uri}; scheduled runs need a new id each time"

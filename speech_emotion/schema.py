@@ -20,6 +20,8 @@ __all__ = [
     "DECODED_SCHEMA",
     "OUTPUT_SCHEMA",
     "OUTPUT_COLUMN_DOCS",
+    "PARTITION_COLUMN",
+    "TABLE_SCHEMA",
 ]
 
 # 2: clip identity columns (channel, segment_index, segment_count), recording_duration_s.
@@ -169,3 +171,9 @@ OUTPUT_SCHEMA = pa.schema(
     metadata={"speech_emotion.schema_version": SCHEMA_VERSION},
 )
 OUTPUT_COLUMN_DOCS: dict[str, str] = {field.name: doc for field, doc in _OUTPUT_COLUMNS}
+
+PARTITION_COLUMN = "run_date"
+"""The partition of every format: the UTC day the run started. Parquet output has it in folder
+names only (``run_date=2026-11-24/``); the tables (Delta, Iceberg) have it as a column."""
+TABLE_SCHEMA = OUTPUT_SCHEMA.append(pa.field(PARTITION_COLUMN, pa.date32(), nullable=False))
+"""A Delta or Iceberg table's columns: the output's, then the partition."""
