@@ -6,7 +6,8 @@ a traceback means a bug. Defaults come from the configuration dataclasses, never
 
 Exit codes, for schedulers: 0 the run committed and something succeeded (or there was nothing to
 do); 1 a bug; 2 a known failure, nothing committed; 3 committed, but no recording succeeded;
-4 committed, but more recordings failed than ``--max-error-fraction`` allows.
+4 committed, but more recordings failed than ``--max-error-fraction`` allows; 143 / 130 stopped
+by SIGTERM / SIGINT, nothing committed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .config import (
 )
 from .console import configure
 from .errors import ConfigError, known_failure
+from .stops import Stopped, stopped_by_signals
 
 __all__ = [
     "main",
@@ -61,8 +63,9 @@ On a machine without a GPU the models run on CPU. For example, CPU only:
   speech-emotion annotate corpus/manifest.jsonl labels/ --num-gpus-per-worker 0
 
 Exit codes: 0 committed (or nothing to do); 2 a setting, the manifest, a model or the output must
-be fixed (nothing committed); 3 committed, no recording succeeded; 4 committed, more failed than
---max-error-fraction."""
+be fixed, or another run holds the output (nothing committed); 3 committed, no recording
+succeeded; 4 committed, more failed than --max-error-fraction; 143/130 stopped by SIGTERM/SIGINT
+(nothing committed; the same command resumes)."""
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -346,6 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _option(
         annotate,
+        "--lease-timeout-s",
+        JobConfig,
+        type=float,
+        help="a run holds its output while it runs; one that crashed loses it after this long, "
+        "and the same command then takes over and resumes",
+    )
+    _option(
+        annotate,
         "--max-error-fraction",
         JobConfig,
         type=float,
@@ -420,6 +431,7 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
         run_id=args.run_id,
         max_attempts=args.max_attempts,
         progress_every_s=args.progress_every_s,
+        lease_timeout_s=args.lease_timeout_s,
         max_error_fraction=args.max_error_fraction,
         verbose=args.verbose,
     )
@@ -444,7 +456,17 @@ def _annotate(args: argparse.Namespace) -> int:
     from .pipeline import run
 
     config = job_config_from_args(args)
-    summary = run(config)
+    try:
+        with stopped_by_signals():
+            summary = run(config)
+    except Stopped as stop:
+        _stop_ray()
+        print(
+            f"speech-emotion: stopped by {stop}, nothing committed; run the same command again "
+            "to resume (what was staged is kept)",
+            file=sys.stderr,
+        )
+        return stop.exit_code
     print(f"speech-emotion: {summary}")
     if summary.recordings and not summary.ok:
         print("speech-emotion: no recording succeeded (exit 3)", file=sys.stderr)
@@ -465,7 +487,7 @@ def _existing_output(config: OutputConfig):
     from .output import open_output
 
     output = open_output(config)
-    if not output.publisher.runs() and not output.uncommitted():
+    if not output.publisher.runs() and not output.uncommitted() and not output.holder():
         raise ConfigError(f"no output at {config.uri}: no committed or unfinished runs there")
     return output
 
@@ -484,6 +506,10 @@ def _runs(args: argparse.Namespace) -> int:
         )
     for run_id in output.uncommitted():
         print(f"{run_id:<26} (not committed: running, or crashed; re-run the job to resume it)")
+    holder = output.holder()
+    if holder is not None:
+        state = "expired: the next run takes over" if holder.expired() else "held"
+        print(f"output {state} by {holder}")
     return 0
 
 

@@ -338,6 +338,9 @@ class JobConfig:
     """A row that failed this many times is not tried again (raise it to retry)."""
     progress_every_s: float = 30.0
     """Seconds between progress lines."""
+    lease_timeout_s: float = 300.0
+    """A run holds its output while it runs, renewing a lease every third of this; a run that
+    crashed loses it after this long, and the next run takes over (:mod:`lease`)."""
     max_error_fraction: float | None = None
     """A run whose share of failed recordings is above this is committed but reported as failed
     (its exit code); None: only a run where nothing succeeded is."""
@@ -371,6 +374,7 @@ class JobConfig:
                 "between 0 and 1",
             )
         require(self.progress_every_s > 0, "progress_every_s", self.progress_every_s, "> 0")
+        require(self.lease_timeout_s >= 1, "lease_timeout_s", self.lease_timeout_s, ">= 1")
         if self.run_id is not None:
             require(
                 bool(self.run_id) and "/" not in self.run_id and not self.run_id.startswith("_"),

@@ -43,14 +43,15 @@ def configure(verbose: bool) -> None:
 
 def quiet_ray_data() -> None:
     """Ray Data sets up its own console handler (INFO: plans, "execution finished", a warning that
-    its bars are off) when first imported; its session log file keeps everything."""
+    its bars are off; ERROR: the stack of any failure, which reaches the job anyway and is
+    reported there once) when first imported; its session log file keeps everything."""
     import ray.data  # noqa: F401  (configures its loggers)
 
     for handler in logging.getLogger("ray.data").handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(
             handler, logging.FileHandler
         ):
-            handler.setLevel(logging.ERROR)
+            handler.setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from .config import OutputConfig
 from .errors import ConfigError
+from .lease import Holder, Lease, read_holder
 from .ledger import RunLedger
 from .publish import ParquetPublisher, Publisher
 from .runs import HISTORY_COLUMNS, History
@@ -34,6 +35,14 @@ class Output:
     def read(self, columns: Sequence[str] | None = None) -> pa.Table:
         """Every committed row (all runs)."""
         return self.publisher.committed(columns or OUTPUT_SCHEMA.names)
+
+    def lease(self, timeout_s: float) -> Lease:
+        """This process's hold on the output while a run writes to it (:mod:`lease`)."""
+        return Lease(self.ledger.fs, self.ledger.root, self.ledger.uri, timeout_s)
+
+    def holder(self) -> Holder | None:
+        """Who holds the output now, if anyone (an expired holder included)."""
+        return read_holder(self.ledger.fs, self.ledger.root)
 
     def history(self, resuming: str | None = None) -> History:
         """What committed runs did, and what the run being resumed has staged."""

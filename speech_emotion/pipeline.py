@@ -25,9 +25,10 @@ from .config import JobConfig, ResourceConfig
 from .console import quiet_native_stderr, quiet_ray_data
 from .errors import KnownError
 from .fetch import default_allowed_prefix
+from .lease import Lease
 from .ledger import RunRecord
 from .manifest import read_manifest
-from .output import open_output
+from .output import Output, open_output
 from .plan import ModelPlan, plan_models
 from .preflight import check_job
 from .progress import Progress
@@ -43,6 +44,7 @@ from .runs import (
 )
 from .schema import SCHEMA_VERSION
 from .stages import DecodeStage, ModelStage
+from .stops import reclaim_signals
 from .tally import Report, Tally, TallyClient, operator_figures
 
 if TYPE_CHECKING:
@@ -221,8 +223,16 @@ def run(config: JobConfig) -> RunSummary:
     config = with_default_prefixes(config)
     check_job(config, recordings)
     output = open_output(config.output, create=True)
+    with output.lease(config.lease_timeout_s) as lease:
+        return _run_holding(config, recordings, output, lease, started)
+
+
+def _run_holding(
+    config: JobConfig, recordings: pa.Table, output: Output, lease: Lease, started: float
+) -> RunSummary:
     output.settle()  # runs stopped between a table's commit and the ledger's record
     run_id, resumed = choose_run_id(config.run_id, output.ledger, output.publisher.is_committed)
+    lease.claim(run_id)
     history = output.history(resuming=run_id)
     output.ledger.drop_staged(run_id, history.partial)
     selection = select_recordings(recordings, history, config.max_attempts)
@@ -247,6 +257,7 @@ def run(config: JobConfig) -> RunSummary:
     written = output.publisher.read(files, SUMMARY_COLUMNS)
     summary = summarise(run_id, selection, written, time.monotonic() - started, resumed)
     record = _record(config, plan, summary, started_at, files, stages)
+    lease.confirm()  # fencing: a run that lost its lease while stalled commits nothing
     output.publisher.commit(record)
     output.ledger.discard(run_id)
     _report(output, record)
@@ -279,6 +290,7 @@ def connect(config: JobConfig) -> JobConfig:
             log_to_driver=config.verbose,
             logging_level=logging.INFO if config.verbose else logging.ERROR,
         )
+        reclaim_signals()
     return replace(config, resources=fit_gpus(config.resources, own_ray=own))
 
 
