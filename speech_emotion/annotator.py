@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -23,7 +23,15 @@ if TYPE_CHECKING:
     from .asr import Transcript
     from .features import ClipFeatures
 
-__all__ = ["Transcriber", "Classifier", "ClipInput", "WindowInput", "Annotation", "Annotator"]
+__all__ = [
+    "Transcriber",
+    "Classifier",
+    "ClipInput",
+    "WindowInput",
+    "Annotation",
+    "Annotator",
+    "select_windows",
+]
 
 
 class Transcriber(Protocol):
@@ -91,6 +99,17 @@ class WindowInput:
     """Whisper's log-mel of the window, if computed already."""
     spans: tuple[tuple[float, float], ...] = ()
     """Where each clip lies, seconds from the window's start; needed with several clips."""
+
+
+def select_windows(
+    clips: Sequence[ClipInput], windows: Sequence[WindowInput]
+) -> tuple[list[ClipInput], list[WindowInput], list[int]]:
+    """A batch of just these ``windows``: their clips, the windows renumbered to them, and each
+    clip's index in the whole batch."""
+    order = [c for window in windows for c in window.clips]
+    place = {clip: i for i, clip in enumerate(order)}
+    renumbered = [replace(w, clips=tuple(place[c] for c in w.clips)) for w in windows]
+    return [clips[c] for c in order], renumbered, order
 
 
 @dataclass

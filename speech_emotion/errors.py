@@ -35,6 +35,8 @@ class ErrorCode(str, Enum):
     TOO_LONG = "too_long"
     NO_SPEECH = "no_speech"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
+    OUT_OF_MEMORY = "out_of_memory"
+    WORKER_CRASHED = "worker_crashed"
 
 
 # Failures a person fixes in the job's settings or the manifest (an allowed prefix, a language

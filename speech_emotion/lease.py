@@ -65,6 +65,19 @@ class Holder:
     def expired(self, now: float | None = None) -> bool:
         return (now or time.time()) > self.renewed_at + self.timeout_s
 
+    def died_here(self) -> bool:
+        """Whether it ran on this machine and its process is gone: a crash seen for certain,
+        so a run re-started by hand need not wait for the timeout."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+
     def __str__(self) -> str:
         run = f"run {self.run_id}" if self.run_id else "a run starting"
         ago = time.time() - self.renewed_at
@@ -270,13 +283,13 @@ class Lease:
             self._tag = self._objects.create(data)  # type: ignore[union-attr]
         else:
             holder = Holder.decode(current[0])
-            if not holder.expired():
+            if not (holder.expired() or holder.died_here()):
                 raise LeaseHeld(
                     f"{self._uri} is being written by {holder}; wait for it to finish, or, "
                     f"if it crashed, for its lease to expire ({holder.timeout_s:g} s after "
                     "its last renewal), then run again"
                 )
-            logger.warning("taking over %s from %s, whose lease expired", self._uri, holder)
+            logger.warning("taking over %s from %s, which is gone", self._uri, holder)
             self._tag = self._objects.swap(data, current[1])  # type: ignore[union-attr]
         if self._tag is None:
             raise LeaseHeld(f"{self._uri} was just taken by another run; run again later")

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from .config import JobConfig, ResourceConfig
 from .console import quiet_native_stderr, quiet_ray_data
+from .crashes import CrashGuard, Marks
 from .errors import KnownError
 from .fetch import default_allowed_prefix
 from .lease import Lease
@@ -89,8 +90,13 @@ def _blocks(recordings: pa.Table, workers: int, decode_batch_size: int) -> list[
 
 
 def build_dataset(
-    config: JobConfig, recordings: pa.Table, plan: ModelPlan, report: Report | None = None
+    config: JobConfig,
+    recordings: pa.Table,
+    plan: ModelPlan,
+    report: Report | None = None,
+    marks: Marks | None = None,
 ) -> ray.data.Dataset:
+    """The stages; ``report`` takes their figures, ``marks`` their work in hand (crashes.py)."""
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -114,6 +120,7 @@ def build_dataset(
             "whisper_features": plan.whisper_features,
             "whisper": plan.needs_whisper,
             "report": report,
+            "crashes": CrashGuard(marks, "decode") if marks else None,
         },
         batch_size=res.decode_batch_size,
         batch_format="pyarrow",
@@ -128,6 +135,7 @@ def build_dataset(
             "batch_size": res.batch_size,
             "cpu_threads": max(1, int(res.cpus_per_gpu_worker)),
             "report": report,
+            "crashes": CrashGuard(marks, "models") if marks else None,
         },
         batch_size=res.batch_size,
         batch_format="pyarrow",
@@ -162,7 +170,8 @@ def run_stages(
     # Ray Data's bars and operator dumps (every 10 s in a log) give way to one steady line.
     ray.data.DataContext.get_current().enable_progress_bars = False
     tally: Any = ray.remote(num_cpus=0)(Tally).remote()
-    dataset = build_dataset(config, todo, plan, TallyClient(tally))
+    client = TallyClient(tally)
+    dataset = build_dataset(config, todo, plan, report=client, marks=client)
 
     def models() -> dict[str, float]:
         return ray.get(tally.totals.remote()).get("models", {})

@@ -22,13 +22,23 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from .annotator import Annotation, Annotator, Transcriber
+from .annotator import (
+    Annotation,
+    Annotator,
+    ClipInput,
+    Transcriber,
+    WindowInput,
+    select_windows,
+)
 from .clips import RATE_HZ, Clip, Clipper
 from .config import DecodeConfig, ModelConfig
+from .crashes import CrashGuard
 from .decoded import DecodedClip, DecodedWindow, read_table, to_table
 from .errors import ErrorCode, RowError
+from .faults import die_if_poisoned
 from .features import FeatureSpec, WhisperFeatureSpec, audio_features
 from .fetch import Prefetcher
+from .memory import annotate_within_memory
 from .schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
 from .segments import Segmenter
 from .tally import Report
@@ -93,8 +103,10 @@ class DecodeStage:
         whisper_features: WhisperFeatureSpec | None = None,
         clipper: Clipper | None = None,
         report: Report | None = None,
+        crashes: CrashGuard | None = None,
     ) -> None:
         self.config = config
+        self._crashes = crashes
         self._features = features
         self._whisper = whisper
         self._whisper_features = whisper_features
@@ -117,14 +129,18 @@ class DecodeStage:
         rows: list[DecodedWindow] = []
         values = 0
         has_text = batch["text"].is_valid().to_pylist()
+        ids = batch["id"].to_pylist()
+        # After a worker died on this batch: one recording at a time, each marked (crashes.py).
+        isolating = self._crashes if self._crashes and self._crashes.start_batch(ids) else None
         fetched = self._prefetch(batch["audio"].to_pylist())
         for recording, text in enumerate(has_text):
             # Taken with next(), not zipped: zip and enumerate keep their last tuple, and with it
             # the encoded file, alive while its windows are made.
             with self._timing("fetch_wait_s"):
                 data = next(fetched)
+            crashed = isolating.start_item(ids[recording]) if isolating else None
             with self._timing("decode_s"):
-                audio = self._decode(data)
+                audio = crashed or self._decode(data)
             del data
             self._figures["recordings"] += 1
             if not isinstance(audio, RowError):
@@ -135,8 +151,12 @@ class DecodeStage:
                 if values >= _MAX_BLOCK_SAMPLES:
                     yield self._table(batch, rows, started)
                     rows, values, yielded, started = [], 0, True, time.perf_counter()
+            if isolating and crashed is None:
+                isolating.end_item(ids[recording])
         if rows or not yielded:
             yield self._table(batch, rows, started)
+        if self._crashes is not None:
+            self._crashes.end_batch(ids)
 
     def _table(self, batch: pa.Table, windows: list[DecodedWindow], started: float) -> pa.Table:
         table = to_table(batch, windows)
@@ -157,6 +177,7 @@ class DecodeStage:
 
         if isinstance(data, RowError):
             return data
+        die_if_poisoned([data])
         try:
             return decode_audio(
                 data,
@@ -229,6 +250,11 @@ class DecodeStage:
         )
 
 
+def _window_key(first_clip: dict) -> str:
+    """A window, by its first clip: unique within a run."""
+    return f"{first_clip['id']}#{first_clip['channel']}#{first_clip['segment_index']}"
+
+
 class _OnFirstUse:
     """Whisper, loaded the first time a clip needs it. With recordings segmented, a run may need
     it though every manifest row has a transcript (a long one is transcribed per segment), or
@@ -263,6 +289,7 @@ class ModelStage:
         batch_size: int = 16,
         cpu_threads: int = 1,
         report: Report | None = None,
+        crashes: CrashGuard | None = None,
     ) -> None:
         import torch
 
@@ -305,12 +332,20 @@ class ModelStage:
         }
         self.counts = StageCounts()
         self._report = report
+        self._crashes = crashes
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """A batch of windows in, one output row per clip out, in order."""
         started = time.perf_counter()
         rows, live, clips, windows = read_table(batch)
-        annotations = self.annotator.annotate(clips, windows)
+        durations = [rows[i]["duration_s"] or 0.0 for i in live]
+        keys = [_window_key(rows[live[w.clips[0]]]) for w in windows]
+        if self._crashes is not None and self._crashes.start_batch(keys):
+            annotations = self._window_by_window(clips, windows, durations, keys)
+        else:
+            annotations = self._annotate(clips, windows, durations)
+        if self._crashes is not None:
+            self._crashes.end_batch(keys)
         for i, note in zip(live, annotations, strict=True):
             self._fill(rows[i], note)
         now = dt.datetime.now(dt.timezone.utc)
@@ -327,6 +362,37 @@ class ModelStage:
         logger.info("models: %s", self.counts)
         if self._report is not None:
             self._report("models", self._figures(batch, rows, busy))
+        return out
+
+    def _annotate(
+        self, clips: list[ClipInput], windows: list[WindowInput], durations: list[float]
+    ) -> list[Annotation]:
+        die_if_poisoned(clip.text for clip in clips)
+        return annotate_within_memory(self.annotator.annotate, clips, windows, durations)
+
+    def _window_by_window(
+        self,
+        clips: list[ClipInput],
+        windows: list[WindowInput],
+        durations: list[float],
+        keys: list[str],
+    ) -> list[Annotation]:
+        """A batch that killed a worker before, one window at a time (:mod:`crashes`)."""
+        crashes = self._crashes
+        assert crashes is not None
+        out: list[Annotation] = [Annotation() for _ in clips]
+        for window, key in zip(windows, keys, strict=True):
+            part_clips, part_windows, order = select_windows(clips, [window])
+            crashed = crashes.start_item(key)
+            if crashed is not None:
+                notes = [Annotation(language=clip.language) for clip in part_clips]
+                for note in notes:
+                    note.fail(crashed, "models")
+            else:
+                notes = self._annotate(part_clips, part_windows, [durations[c] for c in order])
+                crashes.end_item(key)
+            for clip, note in zip(order, notes, strict=True):
+                out[clip] = note
         return out
 
     def _figures(self, batch: pa.Table, rows: list[dict], busy: float) -> dict[str, float]:

@@ -1,5 +1,5 @@
 """What the stages did while a run goes: sums they send, read by the progress line and written
-into the run record.
+into the run record; and the marks of work in hand that find poison inputs (:mod:`crashes`).
 
 Each stage sends its figures after every block it makes (``tally(stage, figures)``); the sums live
 in one small Ray actor of the run, so the driver can read them at any time. Ray Data's own
@@ -11,7 +11,7 @@ model stage, recordings done) comes from here.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -35,9 +35,21 @@ class Tally:
 
     def __init__(self) -> None:
         self._sums: defaultdict[str, Counter] = defaultdict(Counter)
+        self._held: Counter[str] = Counter()
 
     def add(self, stage: str, figures: Mapping[str, float]) -> None:
         self._sums[stage].update(figures)
+
+    def enter(self, keys: Sequence[str]) -> list[int]:
+        """Work in hand (:mod:`crashes`): returns how many earlier marks of each were never
+        cleared, then marks it once more."""
+        earlier = [self._held[key] for key in keys]
+        self._held.update(keys)
+        return earlier
+
+    def leave(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._held.pop(key, None)
 
     def totals(self) -> dict[str, dict[str, float]]:
         return {stage: dict(sums) for stage, sums in self._sums.items()}
@@ -51,6 +63,18 @@ class TallyClient:
 
     def __call__(self, stage: str, figures: Mapping[str, float]) -> None:
         self.actor.add.remote(stage, dict(figures))
+
+    def enter(self, keys: Sequence[str]) -> list[int]:
+        """Waited for: the mark must be set before the work it guards can kill the worker."""
+        import ray
+
+        return ray.get(self.actor.enter.remote(list(keys)))
+
+    def leave(self, keys: Sequence[str]) -> None:
+        """Waited for too: a worker that dies next must not take the clearing with it."""
+        import ray
+
+        ray.get(self.actor.leave.remote(list(keys)))
 
 
 def operator_figures(dataset: Dataset) -> dict[str, dict[str, float]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -114,3 +115,25 @@ def test_annotate_on_an_output_another_run_holds_exits_2_at_once(tmp_path):
         listed = speech_emotion("runs", str(out))
     assert "output held by run nightly-7" in listed.stdout
     assert not (out / LEASE_NAME).exists()
+
+
+def test_a_holder_that_died_on_this_machine_is_taken_over_at_once(output_uri):
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    output = open_output(output_uri)
+    dead = Holder(
+        socket.gethostname(),
+        int(gone.stdout),
+        "2026-12-01T00:00:00+00:00",
+        time.time(),
+        600,
+        "killed",
+    )
+    _objects(output.ledger.fs, output.ledger.root).create(dead.encode())
+    with output.lease(60) as lease:
+        lease.claim("re-run")
+        assert output.holder().run_id == "re-run"
