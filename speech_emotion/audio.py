@@ -51,6 +51,13 @@ _MISLEADING_SOUNDFILE_REASONS = {
     "file does not exist or is not a regular file (possibly a pipe?)": "could not parse the stream",
 }
 
+# FFmpeg's demuxers for still images: a picture saved under an audio name opens as one video frame.
+_IMAGE_FORMATS = frozenset({"image2", "image2pipe", "gif", "apng"})
+_IMAGE_FORMAT_SUFFIX = "_pipe"  # png_pipe, jpeg_pipe, bmp_pipe, webp_pipe, ...
+
+# How much of a text file's start a message quotes: enough to tell an error page from a note.
+_QUOTED_TEXT_CHARS = 40
+
 # What PyAV raises for bad input: FFmpeg errors (InvalidDataError, EOFError, ...), ValueError from
 # its own checks, and UnicodeDecodeError from text it decodes.
 _PYAV_INPUT_ERRORS = (av.FFmpegError, ValueError, EOFError, UnicodeDecodeError)
@@ -61,10 +68,11 @@ _SOUNDFILE_INPUT_ERRORS = (sf.SoundFileError, RuntimeError, ValueError, TypeErro
 class DecodedAudio:
     """A decoded recording, ready for the models.
 
-    Samples are float32, mono, at the requested rate (16 kHz by default) and C-contiguous; their
-    scale is [-1, 1] and, like ``librosa.load``'s, not clipped, so lossy codecs and the resampler
-    may overshoot full scale by a little. ``waveform`` holds the channels averaged; decoded with
-    ``split_channels``, ``split`` holds each channel on its own instead and ``waveform`` is empty.
+    Samples are float32, mono, at the requested rate (16 kHz by default), C-contiguous and finite;
+    their scale is [-1, 1] and, like ``librosa.load``'s, not clipped, so lossy codecs and the
+    resampler may overshoot full scale by a little. ``waveform`` holds the channels averaged;
+    decoded with ``split_channels``, ``split`` holds each channel on its own instead and
+    ``waveform`` is empty.
     """
 
     waveform: np.ndarray
@@ -143,6 +151,7 @@ class _Collector:
                 "its channels cannot be split",
                 recognised=True,
             )
+        self._check_finite(interleaved)
         self.frames += interleaved.shape[0]
         self._check_duration()
         if self.split:
@@ -189,6 +198,24 @@ class _Collector:
             out.append(_join(self._tracks[track], size))
         return out
 
+    def _check_finite(self, interleaved: np.ndarray) -> None:
+        # Float files (WAV, AIFF or CAF in FLOAT or DOUBLE) can hold NaN or infinity where the
+        # tool that wrote them divided by zero or overflowed. Such a sample is no sound at all: the
+        # resampler smears it over its neighbours and the models' per-clip normalisation over
+        # every score, so the row would be NaN. Patching them (to 0 or full scale) would annotate
+        # audio nobody recorded, and a file with one NaN is seldom damaged in one place only, so
+        # the recording fails instead, saying where.
+        finite = np.isfinite(interleaved)
+        if finite.all():
+            return
+        first = self.frames + int(np.argmin(finite.all(axis=1)))
+        raise RowError(
+            ErrorCode.UNDECODABLE,
+            f"the audio holds NaN or infinite sample values (the first at "
+            f"{first / self.sample_rate_hz:.3f} s): the file was damaged when it was written; "
+            "export it again from its source",
+        )
+
     def _check_duration(self) -> None:
         decoded_s = self.frames / self.sample_rate_hz
         if self.max_duration_s is None or decoded_s <= self.max_duration_s:
@@ -216,7 +243,9 @@ def decode_audio(
     ``split_channels`` each channel on its own.
 
     Raises :class:`RowError` with ``EMPTY_FILE``, ``UNDECODABLE``, ``NO_AUDIO`` or ``TOO_LONG``
-    for bad input; with ``max_duration_s`` set, decoding stops as soon as the limit is passed.
+    for bad input (a file holding NaN or infinite samples is ``UNDECODABLE``); with
+    ``max_duration_s`` set, decoding stops as soon as the limit is passed, judged by the samples
+    decoded, never by the length a header declares.
     """
     if target_hz <= 0:
         raise ValueError(f"target_hz must be positive, got {target_hz}")
@@ -264,7 +293,30 @@ def _decode_native(data: bytes, collector: _NewCollector) -> _Collector:
     tried = f"tried soundfile: {soundfile_failure.reason}; PyAV: {pyav_failure.reason}"
     if soundfile_failure.recognised or pyav_failure.recognised:
         raise RowError(ErrorCode.UNDECODABLE, f"the audio stream is corrupt ({tried})")
+    text = _text_start(data)
+    if text is not None:
+        # Often an error page or a note saved under the recording's name: its first words say which.
+        raise RowError(
+            ErrorCode.UNDECODABLE,
+            f"not a recognised audio format: the file is text, beginning {text!r} ({tried})",
+        )
     raise RowError(ErrorCode.UNDECODABLE, f"not a recognised audio format ({tried})")
+
+
+def _text_start(data: bytes) -> str | None:
+    """The start of ``data`` if it reads as text (UTF-8, no control characters but whitespace);
+    None for binary. Audio headers hold binary sizes, so no audio file passes."""
+    head = data[:512]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(data) <= len(head) or exc.start < len(head) - 3:  # not a character cut in two
+            return None
+        text = head[: exc.start].decode("utf-8")
+    if not text or any(ch < " " and ch not in "\t\n\r" for ch in text):
+        return None
+    text = " ".join(text.split())
+    return text if len(text) <= _QUOTED_TEXT_CHARS else text[: _QUOTED_TEXT_CHARS - 1] + "…"
 
 
 def _decode_with_soundfile(data: bytes, new_collector: _NewCollector) -> _Collector:
@@ -340,6 +392,11 @@ def _decode_with_pyav(data: bytes, new_collector: _NewCollector) -> _Collector:
 
 def _first_decodable_audio_stream(container: av.container.InputContainer) -> av.AudioStream:
     if not container.streams.audio:
+        name = container.format.name
+        if name in _IMAGE_FORMATS or name.endswith(_IMAGE_FORMAT_SUFFIX):
+            # Not a video that lost its sound: nothing here was ever audio.
+            image = name.removesuffix(_IMAGE_FORMAT_SUFFIX)
+            raise RowError(ErrorCode.UNDECODABLE, f"the file is an image ({image}), not audio")
         kinds = sorted({stream.type for stream in container.streams})
         holds = f"only {', '.join(kinds)} streams" if kinds else "no streams at all"
         raise RowError(
