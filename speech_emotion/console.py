@@ -39,6 +39,10 @@ def configure(verbose: bool) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    # Ray prints each failed task that it will retry, with its whole traceback ("There are
+    # infinite retries remaining"): a model that cannot load printed 100 lines before the one
+    # that says why. Read by the job's own Ray when it starts; a cluster keeps its setting.
+    os.environ.setdefault("RAY_enable_output_error_log_if_still_retry", "false")
 
 
 def quiet_ray_data() -> None:

@@ -24,7 +24,7 @@ import pyarrow as pa
 from .config import JobConfig, ResourceConfig
 from .console import quiet_native_stderr, quiet_ray_data
 from .crashes import CrashGuard, Marks
-from .errors import KnownError
+from .errors import known_failure
 from .fetch import default_allowed_prefix
 from .lease import Lease
 from .ledger import RunRecord
@@ -279,8 +279,9 @@ def _dropped_if_empty(ledger, run_id: str) -> Iterator[None]:
     ``runs`` must not list it as crashed."""
     try:
         yield
-    except KnownError:
-        if not ledger.staged_files(run_id, check=False):
+    except Exception as exc:
+        # Ray hands an actor's known failure over wrapped, known only by its text.
+        if known_failure(exc) is not None and not ledger.staged_files(run_id, check=False):
             ledger.discard(run_id)
         raise
 

@@ -220,10 +220,7 @@ def read_model_file(
             return None
         raise ModelLoadError(f"model {source!r} has no {name}") from None
     except Exception as exc:  # hub, storage and file errors share no base class
-        raise ModelLoadError(
-            f"model {source!r}: cannot read its {name} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no details'})"
-        ) from exc
+        raise ModelLoadError(f"model {source!r}: cannot read its {name} ({_why(exc)})") from exc
 
 
 # A safetensors header is a few hundred kB at most; anything larger is not one.
@@ -260,7 +257,11 @@ def read_tensor_shapes(source: str, *, revision: str | None = None) -> dict[str,
         raise ModelLoadError(f"model {source!r} has no model.safetensors") from None
     except Exception as exc:  # hub, storage and format errors share no base class
         raise ModelLoadError(
-            f"model {source!r}: cannot read the header of its model.safetensors "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'})"
+            f"model {source!r}: cannot read the header of its model.safetensors ({_why(exc)})"
         ) from exc
     return {name: tuple(v["shape"]) for name, v in header.items() if name != "__metadata__"}
+
+
+def _why(exc: BaseException) -> str:
+    """An exception in a few words: its type and its message's first line."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}"

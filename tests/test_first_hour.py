@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -245,3 +246,25 @@ def test_rows_outside_the_allowed_prefixes_are_error_rows_that_use_up_no_attempt
             attempt,
         )
     assert "--allowed-prefix" in rows[-1]["error"]
+
+
+@pytest.mark.slow  # a local Ray of its own
+def test_a_model_that_fails_to_load_on_a_worker_ends_the_run_in_one_line(
+    tmp_path, corpus, tiny_models
+):
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken-checkpoint"
+    shutil.copytree(tiny_models.emotion["concat"], broken)
+    weights = load_file(broken / "model.safetensors")
+    # Shapes fit the mode (the driver's check passes); a layer is missing (the worker's fails).
+    del weights[next(k for k in weights if "encoder.layers.0." in k)]
+    save_file(weights, broken / "model.safetensors")
+    corpus.add("a")
+    out = tmp_path / "labels"
+    flags = tiny_model_flags(tiny_models)
+    flags[flags.index("--emotion-model") + 1] = str(broken)
+    result = cli("annotate", corpus.manifest, str(out), *flags)
+    assert_clean_failure(result, "does not match the concat architecture")
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert open_output(str(out)).ledger.uncommitted() == []  # no "crashed, re-run" entry
