@@ -295,8 +295,11 @@ def connect(config: JobConfig) -> JobConfig:
         quiet_ray_data()
     own = not ray.is_initialized() and config.resources.ray_address == "local"
     if not ray.is_initialized():
+        # The job's own Ray starts its dashboard only with -v, which shows where it is: quiet,
+        # nobody would know it was there, and it costs seconds at every start.
         ray.init(
             address=config.resources.ray_address,
+            include_dashboard=config.verbose if own else None,
             log_to_driver=config.verbose,
             logging_level=logging.INFO if config.verbose else logging.ERROR,
         )

@@ -15,15 +15,17 @@ import pytest
 
 from speech_emotion.lease import LEASE_NAME
 from speech_emotion.output import open_output
+from speech_emotion.pipeline import run
 
-from .factories import Corpus, tiny_model_flags
-from .test_cli import speech_emotion
+from .factories import Corpus, job_config, tiny_model_flags
 
-pytestmark = pytest.mark.slow  # two runs, each on a local Ray of its own
+pytestmark = pytest.mark.slow  # a run on a local Ray of its own, then one on the session's
 
 
-def test_sigterm_stops_the_run_uncommitted_and_the_next_run_resumes_it(tmp_path, tiny_models):
-    corpus = Corpus(str(tmp_path / "corpus")).add_tones([f"clip-{i:02d}" for i in range(24)])
+def test_sigterm_stops_the_run_uncommitted_and_the_next_run_resumes_it(
+    tmp_path, tiny_models, ray_cluster
+):
+    corpus = Corpus(str(tmp_path / "corpus")).add_tones([f"clip-{i:02d}" for i in range(16)])
     out = tmp_path / "labels"
     args = [
         "annotate",
@@ -59,9 +61,8 @@ def test_sigterm_stops_the_run_uncommitted_and_the_next_run_resumes_it(tmp_path,
     assert not list(out.glob("_runs/*.json"))
     assert open_output(str(out)).ledger.uncommitted()
 
-    resumed = speech_emotion(*args)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "(resumed)" in resumed.stdout
+    resumed = run(job_config(corpus, out, tiny_models))  # the same models and settings
+    assert resumed.resumed and resumed.rows == len(corpus.ids)
     rows = open_output(str(out)).read(["id", "status"]).to_pylist()
     assert Counter(r["id"] for r in rows) == Counter(corpus.ids)
     assert all(r["status"] == "ok" for r in rows)

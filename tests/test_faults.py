@@ -461,7 +461,7 @@ def test_a_driver_killed_mid_run_resumes_with_the_same_command_and_keeps_what_wa
         assert not still, still
 
 
-RECORDINGS = 24
+RECORDINGS = 12
 
 
 def test_a_driver_killed_while_segmenting_long_recordings_resumes_without_a_doubled_segment(
