@@ -8,7 +8,8 @@ if ! .venv/bin/python -c "from speech_emotion.sources import check_model_source 
 c('UMUTeam/w2v-bert-beto-concat-emotion-en')" 2>/dev/null; then
   echo "The Hugging Face hub is not reachable: running with tiny random stand-in models."
   echo "The pipeline is the real one; the labels and transcripts are noise."
-  .venv/bin/python -m speech_emotion.tiny_models .models/tiny >/dev/null
+  HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error \
+    .venv/bin/python -m speech_emotion.tiny_models .models/tiny >/dev/null
   models=(--emotion-model .models/tiny/emotion-concat --text-encoder .models/tiny/text-encoder
           --whisper-model .models/tiny/whisper)
 fi

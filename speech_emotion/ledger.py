@@ -7,6 +7,7 @@ Layout under OUTPUT::
                                   when the run first started (kept across resumes)
     _runs/<run_id>.json           the run's record, written once the run is committed
     _runs/<run_id>.html           its report (report.py), written after the record
+    _lease.json                   the run writing the output now (lease.py)
 
 Folders starting with ``_`` are skipped by Spark, Hive, Athena and pyarrow's partition discovery,
 so nothing here is ever mistaken for output rows. What makes committed rows visible to readers is
