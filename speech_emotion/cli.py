@@ -483,30 +483,31 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def _existing_output(config: OutputConfig):
-    """The output ``config`` names; a ConfigError if nothing was ever written there."""
+    """The output ``config`` names, its committed runs, unfinished runs and holder (each read
+    once); a ConfigError if nothing was ever written there."""
     from .output import open_output
 
     output = open_output(config)
-    if not output.publisher.runs() and not output.uncommitted() and not output.holder():
+    runs, unfinished, holder = output.publisher.runs(), output.uncommitted(), output.holder()
+    if not (runs or unfinished or holder):
         raise ConfigError(f"no output at {config.uri}: no committed or unfinished runs there")
-    return output
+    return output, runs, unfinished, holder
 
 
 def _runs(args: argparse.Namespace) -> int:
-    output = _existing_output(_output_config(args))
+    _, runs, unfinished, holder = _existing_output(_output_config(args))
     print(
         f"{'run_id':<26} {'run_date':<10} {'rows':>8} {'ok':>8} {'error':>7} "
         f"{'skipped':>8} {'audio_h':>8} {'wall_s':>8}"
     )
-    for r in output.publisher.runs():
+    for r in runs:
         skipped = r.skipped_done + r.skipped_exhausted
         print(
             f"{r.run_id:<26} {r.run_date:<10} {r.rows:>8} {r.ok:>8} "
             f"{r.rows - r.ok:>7} {skipped:>8} {r.audio_s / 3600:>8.3f} {r.wall_s:>8.1f}"
         )
-    for run_id in output.uncommitted():
+    for run_id in unfinished:
         print(f"{run_id:<26} (not committed: running, or crashed; re-run the job to resume it)")
-    holder = output.holder()
     if holder is not None:
         state = "expired: the next run takes over" if holder.expired() else "held"
         print(f"output {state} by {holder}")
@@ -518,7 +519,8 @@ def _report(args: argparse.Namespace) -> int:
 
     from .report import report_for
 
-    html = report_for(_existing_output(_output_config(args)), args.run)
+    output, *_ = _existing_output(_output_config(args))
+    html = report_for(output, args.run)
     with fsspec.open(args.out, "w") as f:
         f.write(html)
     print(f"report of {len(args.run) if args.run else 'every'} run(s) written to {args.out}")

@@ -189,12 +189,18 @@ class _LocalObjects:
         return hashlib.sha256(data).hexdigest()
 
     def create(self, data: bytes) -> str | None:
+        # Written aside, then linked in: the link is the exclusive create, and nobody ever reads
+        # a lease half written.
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        pending = f"{self.path}.{os.getpid()}"
+        with open(pending, "wb") as f:
+            f.write(data)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.link(pending, self.path)
         except FileExistsError:
             return None
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        finally:
+            os.remove(pending)
         return self._tag(data)
 
     def swap(self, data: bytes, tag: str) -> str | None:
@@ -229,7 +235,6 @@ def _objects(fs, root: str) -> _Objects | None:
     if "s3" in protocols or "s3a" in protocols:
         return _S3Objects(fs, path)
     if "file" in protocols or "local" in protocols:
-        fs.makedirs(root, exist_ok=True)
         return _LocalObjects(path)
     return None
 

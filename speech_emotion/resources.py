@@ -59,9 +59,9 @@ def fit_gpus(res: ResourceConfig, *, own_ray: bool) -> ResourceConfig:
 
     need = res.num_gpus_per_worker
     node_gpus = [float(n["Resources"].get("GPU", 0)) for n in ray.nodes() if n["Alive"]]
-    if gpu_verdict(need, node_gpus, None, own_ray=False) == "run":
-        return res
-    verdict = gpu_verdict(need, node_gpus, None if own_ray else _node_type_gpus(), own_ray)
+    # The autoscaler's node types matter only on a cluster where no node has the GPUs now.
+    ask_types = not own_ray and not any(gpus >= need for gpus in node_gpus)
+    verdict = gpu_verdict(need, node_gpus, _node_type_gpus() if ask_types else None, own_ray)
     if verdict == "cpu":
         logger.warning(
             "no GPU on this machine: the models run on CPU (as with --num-gpus-per-worker 0)"

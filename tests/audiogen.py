@@ -119,16 +119,21 @@ def video_only(duration_s: float = 0.2) -> bytes:
     with av.open(buffer, mode="w", format="matroska") as container:
         stream = container.add_stream("mpeg4", rate=10)
         stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for index in range(max(1, round(duration_s * 10))):
-            frame = av.VideoFrame.from_ndarray(
-                np.full((32, 32, 3), index * 20, dtype=np.uint8), format="rgb24"
-            )
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+        mux_pictures(container, stream, max(1, round(duration_s * 10)))
     return buffer.getvalue()
+
+
+def mux_pictures(container, stream, count: int) -> None:
+    """``count`` 32x32 frames of growing grey into a video ``stream``, then its last packets."""
+    for index in range(count):
+        frame = av.VideoFrame.from_ndarray(
+            np.full((32, 32, 3), index * 20, dtype=np.uint8), format="rgb24"
+        )
+        frame.pts = index
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
 
 
 def _as_2d(samples: np.ndarray) -> np.ndarray:

@@ -109,15 +109,7 @@ def video(container_format: str, video_codec: str, audio_codec: str | None, rate
         container.start_encoding()
         if sound is not None:
             _mux_tone(container, sound, rate_hz, channels=2)
-        for index in range(10):
-            frame = av.VideoFrame.from_ndarray(
-                np.full((32, 32, 3), index * 20, np.uint8), format="rgb24"
-            )
-            frame.pts = index
-            for packet in picture.encode(frame):
-                container.mux(packet)
-        for packet in picture.encode(None):
-            container.mux(packet)
+        audiogen.mux_pictures(container, picture, 10)
     return buffer.getvalue()
 
 

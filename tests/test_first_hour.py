@@ -94,6 +94,7 @@ def test_a_checkpoint_that_does_not_fit_the_mode_is_refused_from_its_header_alon
 def test_runs_on_a_path_without_an_output_says_so_and_fails(tmp_path):
     result = cli("runs", str(tmp_path / "labelz"))
     assert_clean_failure(result, "no output at", "labelz")
+    assert not (tmp_path / "labelz").exists()  # looking creates nothing
 
 
 def test_a_run_resumed_with_other_settings_is_refused(tmp_path, corpus, tiny_models):
