@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .errors import ErrorCode, RowError
+from .languages import Classifiers
 from .schema import SOURCE_MANIFEST, SOURCE_WHISPER
 
 if TYPE_CHECKING:
@@ -50,6 +51,15 @@ class Transcriber(Protocol):
         features: Sequence[np.ndarray | None] | None = None,
         spans: Sequence[Sequence[tuple[float, float]] | None] | None = None,
     ) -> list[Transcript]: ...
+
+    def detect(
+        self,
+        waveforms: Sequence[np.ndarray],
+        *,
+        features: Sequence[np.ndarray | None] | None = None,
+    ) -> list[tuple[str, float]]:
+        """The most likely language of each clip, and its probability."""
+        ...
 
 
 class Classifier(Protocol):
@@ -127,6 +137,8 @@ class Annotation:
     error_code: str | None = None
     error: str | None = None
     """The reason, prefixed by the step that failed."""
+    model_language: str | None = None
+    """The language whose models classified the clip (None where one set takes every language)."""
 
     def fail(self, error: RowError, step: str) -> None:
         self.error_code, self.error = error.code.value, error.reason(step)
@@ -141,17 +153,21 @@ class Annotation:
 
 
 class Annotator:
-    """Transcribes where needed and classifies, for any models that fit the protocols."""
+    """Transcribes where needed, routes each clip to its language's models and classifies, for
+    any models that fit the protocols."""
 
     def __init__(
         self,
-        classifier: Classifier,
+        classifier: Classifier | Classifiers,
         transcriber: Transcriber | None = None,
         *,
         language: str | None = None,
     ) -> None:
-        """``language``: the job's language for clips that do not say; None to detect it."""
-        self.classifier = classifier
+        """``classifier``: one for every clip, or each language's (:class:`Classifiers`);
+        ``language``: the job's language for clips that do not say; None to detect it."""
+        self.classifiers = (
+            classifier if isinstance(classifier, Classifiers) else Classifiers.single(classifier)
+        )
         self.transcriber = transcriber
         self.language = language
         self.seconds: defaultdict[str, float] = defaultdict(float)
@@ -172,11 +188,25 @@ class Annotator:
         """
         if windows is None:
             windows = [WindowInput(clip.waveform, (i,)) for i, clip in enumerate(clips)]
-        out = [Annotation(language=clip.language) for clip in clips]
+        out = [Annotation(language=clip.language or self.language) for clip in clips]
         live = list(range(len(clips)))
-        if self.classifier.needs_text:
+        if self.classifiers.needs_text:
             live = self._transcribe(clips, windows, out, live)
-        self._classify(clips, out, live)
+        if self.classifiers.routing:
+            live = self._detect(windows, out, live)
+        by_language: defaultdict[str | None, list[int]] = defaultdict(list)
+        for i in live:
+            note = out[i]
+            try:
+                note.model_language = self.classifiers.routes.pick(
+                    note.language, note.language_probability
+                )
+            except RowError as exc:
+                note.fail(exc, "route")
+                continue
+            by_language[note.model_language].append(i)
+        for language, chosen in by_language.items():
+            self._classify(self.classifiers.load(language), clips, out, chosen)
         return out
 
     def _transcribe(
@@ -190,7 +220,6 @@ class Annotator:
         heard: set[int] = set()
         for i in live:
             clip, note = clips[i], out[i]
-            note.language = clip.language or self.language
             if clip.text is not None:
                 note.transcript, note.transcript_source = clip.text, SOURCE_MANIFEST
             elif self._unsupported(note.language):
@@ -206,10 +235,8 @@ class Annotator:
                 heard.add(i)
         pending = [w for w in windows if heard.intersection(w.clips)]
         if pending:
-            if self.transcriber is None:
-                raise RuntimeError("clips need Whisper but no transcriber was given")
             started = time.perf_counter()
-            transcripts = self.transcriber.transcribe(
+            transcripts = self._whisper.transcribe(
                 [w.waveform for w in pending],
                 [out[next(i for i in w.clips if i in heard)].language for w in pending],
                 features=[w.log_mel for w in pending],
@@ -221,6 +248,30 @@ class Annotator:
                     if i in heard:
                         self._heard(out[i], transcript, text)
         return [i for i in live if out[i].ok]
+
+    def _detect(
+        self, windows: Sequence[WindowInput], out: list[Annotation], live: list[int]
+    ) -> list[int]:
+        """Whisper's guess at the language of clips that have none (a transcript was given, or
+        the mode needs none) where the language picks the models."""
+        unknown = {i for i in live if out[i].language is None}
+        pending = [w for w in windows if unknown.intersection(w.clips)]
+        if pending and self.transcriber is not None:
+            started = time.perf_counter()
+            found = self.transcriber.detect(
+                [w.waveform for w in pending], features=[w.log_mel for w in pending]
+            )
+            self.seconds["whisper_s"] += time.perf_counter() - started
+            for window, (language, probability) in zip(pending, found, strict=True):
+                for i in unknown.intersection(window.clips):
+                    out[i].language, out[i].language_probability = language, probability
+        return live
+
+    @property
+    def _whisper(self) -> Transcriber:
+        if self.transcriber is None:
+            raise RuntimeError("clips need Whisper but no transcriber was given")
+        return self.transcriber
 
     @staticmethod
     def _heard(note: Annotation, transcript: Transcript, text: str) -> None:
@@ -234,22 +285,42 @@ class Annotator:
             return False
         return language not in self.transcriber.languages
 
-    def _classify(self, clips: Sequence[ClipInput], out: list[Annotation], live: list[int]) -> None:
-        if not live:
+    def _classify(
+        self,
+        classifier: Classifier,
+        clips: Sequence[ClipInput],
+        out: list[Annotation],
+        live: list[int],
+    ) -> None:
+        if not classifier.needs_audio:
+            self._classify_part(classifier, clips, out, live, with_features=False)
             return
-        classifier = self.classifier
-        waves = features = None
-        if classifier.needs_audio:
-            # Features come from the decode stage in a job; clips decoded without them (the
-            # one-file API) still work from the waveforms.
-            computed = [clips[i].features for i in live]
-            if all(f is not None for f in computed):
-                features = [f for f in computed if f is not None]
-            else:
-                waves = [clips[i].waveform for i in live]
+        # Features come from the decode stage in a job, except for clips whose language (and
+        # with it the models' feature settings) was known only once Whisper heard them; clips
+        # decoded without them (the one-file API) still work from the waveforms.
+        computed = [i for i in live if clips[i].features is not None]
+        waves = [i for i in live if clips[i].features is None]
+        for part, with_features in ((computed, True), (waves, False)):
+            if part:
+                self._classify_part(classifier, clips, out, part, with_features=with_features)
+
+    def _classify_part(
+        self,
+        classifier: Classifier,
+        clips: Sequence[ClipInput],
+        out: list[Annotation],
+        live: list[int],
+        *,
+        with_features: bool,
+    ) -> None:
+        features = [f for i in live if (f := clips[i].features) is not None]
+        waves = [clips[i].waveform for i in live]
         texts = [out[i].transcript or "" for i in live] if classifier.needs_text else None
         started = time.perf_counter()
-        probabilities = classifier.classify(waves, texts, features=features)
+        if with_features:
+            probabilities = classifier.classify(None, texts, features=features)
+        else:
+            probabilities = classifier.classify(waves if classifier.needs_audio else None, texts)
         self.seconds["emotion_s"] += time.perf_counter() - started
         labels = classifier.labels
         for i, probs in zip(live, probabilities, strict=True):

@@ -208,6 +208,24 @@ class WhisperTranscriber:
                 results[i] = self._transcribe_long(wave, languages[i])
         return [results[i] for i in range(len(waveforms))]
 
+    def detect(
+        self,
+        waveforms: Sequence[np.ndarray],
+        *,
+        features: Sequence[np.ndarray | None] | None = None,
+    ) -> list[tuple[str, float]]:
+        """The most likely language of each clip and its probability, from its first window
+        (``features`` as in :meth:`transcribe`)."""
+        features = features if features is not None else [None] * len(waveforms)
+        window, extract = self._feature_spec.max_samples, self._model.feature_extractor
+        found: list[tuple[str, float]] = []
+        for start in range(0, len(waveforms), self.batch_size):
+            batch = range(start, min(start + self.batch_size, len(waveforms)))
+            mels = [_log_mel(features[i], waveforms[i][:window], extract) for i in batch]
+            encoded = self._model.encode(np.stack([pad_or_trim(mel) for mel in mels]))
+            found.extend(self._detect_languages(encoded, [None] * len(mels)))
+        return found
+
     def _transcribe_short(
         self,
         mels: Sequence[np.ndarray],

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -190,13 +191,35 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--emotion-model",
-        help="hub id, folder or s3:// URI of the checkpoint (default: the published one for "
-        "--mode and --language)",
+        action="append",
+        metavar="[LANG=]SOURCE",
+        help="hub id, folder or s3:// URI of the checkpoint for --language (en with auto), or, "
+        "as LANG=SOURCE, for language LANG; repeatable (default: the published ones for --mode, "
+        "en and es)",
     )
     parser.add_argument(
         "--text-encoder",
-        help="text encoder for fusion modes (default: google-bert/bert-base-uncased; es: "
+        action="append",
+        metavar="[LANG=]SOURCE",
+        help="text encoder for fusion modes, for --language or, as LANG=SOURCE, for LANG; "
+        "repeatable (default: en google-bert/bert-base-uncased, es "
         "dccuchile/bert-base-spanish-wwm-uncased)",
+    )
+    _option(
+        parser,
+        "--fallback-language",
+        ModelConfig,
+        help="language whose models classify clips of a language without models, or of an "
+        "unsure detection; default: such clips are error rows (unsupported_language, "
+        "uncertain_language)",
+    )
+    _option(
+        parser,
+        "--min-language-probability",
+        ModelConfig,
+        type=float,
+        help="with auto, a detected language picks the models from this probability up "
+        "(faster-whisper's own bar)",
     )
     _option(
         parser,
@@ -437,12 +460,33 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
     )
 
 
+_LANGUAGE_PREFIX = re.compile(r"([a-z]{2,3})=(.+)")
+
+
+def _per_language(values: list[str] | None) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """A repeatable [LANG=]SOURCE option: its plain SOURCE (the last one) and its LANG pairs."""
+    plain, pairs = None, []
+    for value in values or ():
+        matched = _LANGUAGE_PREFIX.fullmatch(value)
+        if matched:
+            pairs.append((matched[1], matched[2]))
+        else:
+            plain = value
+    return plain, tuple(pairs)
+
+
 def _model_config(args: argparse.Namespace) -> ModelConfig:
+    emotion_model, emotion_models = _per_language(args.emotion_model)
+    text_encoder, text_encoders = _per_language(args.text_encoder)
     return ModelConfig(
         mode=args.mode,
         language=args.language,
-        emotion_model=args.emotion_model,
-        text_encoder=args.text_encoder,
+        emotion_model=emotion_model,
+        emotion_models=emotion_models,
+        text_encoder=text_encoder,
+        text_encoders=text_encoders,
+        fallback_language=args.fallback_language,
+        min_language_probability=args.min_language_probability,
         whisper_model=args.whisper_model,
         device=args.device,
         precision=args.precision,

@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .languages import MIN_LANGUAGE_PROBABILITY, ModelSet, Routes
 
 __all__ = [
     "MODES",
@@ -225,9 +226,19 @@ class ModelConfig:
     language: str = "en"
     """Job language (en, es, ... or auto to detect); a manifest row's language wins."""
     emotion_model: str | None = None
-    """Hub id, local folder or object-storage URI; default: the published checkpoint for mode."""
+    """Hub id, local folder or object-storage URI of the job language's emotion checkpoint (en
+    with auto); default: the published checkpoint for mode and language."""
+    emotion_models: tuple[tuple[str, str], ...] = ()
+    """(language, source) pairs replacing or adding one language's emotion checkpoint."""
     text_encoder: str | None = None
-    """Frozen text encoder for fusion modes; default: the toolkit's BERT for the language."""
+    """The job language's frozen text encoder for fusion modes; default: the toolkit's BERT."""
+    text_encoders: tuple[tuple[str, str], ...] = ()
+    """(language, source) pairs replacing or adding one language's text encoder."""
+    fallback_language: str | None = None
+    """Language whose models classify clips of a language without models (or of an unsure
+    detection); None: such clips are error rows."""
+    min_language_probability: float = MIN_LANGUAGE_PROBABILITY
+    """A language Whisper detects picks the models from this probability up."""
     whisper_model: str = DEFAULT_WHISPER_MODEL
     """faster-whisper size name, hub id, local folder or object-storage URI."""
     device: str = "auto"
@@ -252,11 +263,34 @@ class ModelConfig:
             "auto, fp32, fp16 or bf16",
         )
         require(self.beam_size >= 1, "beam_size", self.beam_size, ">= 1")
+        require(
+            0 <= self.min_language_probability <= 1,
+            "min_language_probability",
+            self.min_language_probability,
+            "between 0 and 1",
+        )
+        sets = self.model_sets
+        for language, _ in self.text_encoders:
+            require(
+                language in sets,
+                "text_encoder",
+                f"{language}=...",
+                f"a language that has an emotion model ({', '.join(sorted(sets))}); "
+                f"add --emotion-model {language}=SOURCE",
+            )
+        if self.fallback_language is not None:
+            require(
+                self.fallback_language in sets,
+                "fallback_language",
+                self.fallback_language,
+                f"a language that has models: {', '.join(sorted(sets))}",
+            )
 
     @property
     def model_language(self) -> str:
-        """Language whose published checkpoints are the defaults (English unless Spanish)."""
-        return "es" if self.language == "es" else "en"
+        """The language a plain --emotion-model / --text-encoder is for: the job's (English
+        with auto)."""
+        return "en" if self.language == "auto" else self.language
 
     @property
     def job_language(self) -> str | None:
@@ -264,14 +298,49 @@ class ModelConfig:
         return None if self.language == "auto" else self.language
 
     @property
-    def emotion_model_source(self) -> str:
-        return self.emotion_model or DEFAULT_EMOTION_MODELS[self.model_language][self.mode]
+    def model_sets(self) -> dict[str, ModelSet]:
+        """Each language that has models, and its models: the published sets (en, es), the job
+        language's from the plain options, then each LANG=SOURCE."""
+        emotion = {lang: models[self.mode] for lang, models in DEFAULT_EMOTION_MODELS.items()}
+        encoders = dict(DEFAULT_TEXT_ENCODERS)
+        if self.emotion_model:
+            emotion[self.model_language] = self.emotion_model
+        if self.text_encoder:
+            encoders[self.model_language] = self.text_encoder
+        emotion.update(self.emotion_models)
+        encoders.update(self.text_encoders)
+        sets = {}
+        for language, source in emotion.items():
+            encoder = encoders.get(language) if self.mode in FUSION_MODES else None
+            require(
+                encoder is not None or self.mode not in FUSION_MODES,
+                "text_encoder",
+                None,
+                f"a text encoder for language {language!r} in mode {self.mode} "
+                f"(--text-encoder {language}=SOURCE)",
+            )
+            sets[language] = ModelSet(language, source, encoder)
+        return sets
 
     @property
-    def text_encoder_source(self) -> str | None:
-        if self.mode not in FUSION_MODES:
-            return None
-        return self.text_encoder or DEFAULT_TEXT_ENCODERS[self.model_language]
+    def routes(self) -> Routes:
+        return Routes(
+            frozenset(self.model_sets),
+            fallback=self.fallback_language,
+            min_probability=self.min_language_probability,
+        )
+
+    def model_set(self, language: str | None = None) -> ModelSet:
+        """The models of ``language`` (default: the job's), or a ConfigError naming the choices."""
+        language = language or self.model_language
+        sets = self.model_sets
+        require(
+            language in sets,
+            "language",
+            language,
+            f"one with models ({', '.join(sorted(sets))}), or --emotion-model {language}=SOURCE",
+        )
+        return sets[language]
 
     @property
     def needs_text(self) -> bool:
@@ -354,8 +423,12 @@ class JobConfig:
         return {
             "mode": models.mode,
             "language": models.language,
-            "emotion_model": models.emotion_model_source,
-            "text_encoder": models.text_encoder_source,
+            "models": {
+                language: [chosen.emotion_model, chosen.text_encoder]
+                for language, chosen in sorted(models.model_sets.items())
+            },
+            "fallback_language": models.fallback_language,
+            "min_language_probability": models.min_language_probability,
             "whisper_model": models.whisper_model,
             "beam_size": models.beam_size,
             "segment": dataclasses.asdict(decode.segment),

@@ -35,13 +35,20 @@ class ErrorCode(str, Enum):
     TOO_LONG = "too_long"
     NO_SPEECH = "no_speech"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
+    UNCERTAIN_LANGUAGE = "uncertain_language"
     OUT_OF_MEMORY = "out_of_memory"
     WORKER_CRASHED = "worker_crashed"
 
 
 # Failures a person fixes in the job's settings or the manifest (an allowed prefix, a language
 # code), not in the recording: they never use up a recording's attempts.
-SETTINGS_ERRORS = frozenset({ErrorCode.OUTSIDE_ALLOWED_PREFIXES, ErrorCode.UNSUPPORTED_LANGUAGE})
+SETTINGS_ERRORS = frozenset(
+    {
+        ErrorCode.OUTSIDE_ALLOWED_PREFIXES,
+        ErrorCode.UNSUPPORTED_LANGUAGE,
+        ErrorCode.UNCERTAIN_LANGUAGE,
+    }
+)
 
 
 class RowError(Exception):

@@ -54,7 +54,7 @@ class RunRecord:
     skipped_exhausted: int
     audio_s: float
     files: list[str]
-    models: dict[str, str | None]
+    models: dict[str, Any]
     recordings: int | None = None
     """Manifest rows the run annotated (absent from records of schema version 1)."""
     stages: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -57,19 +57,22 @@ def load_classifier(
     config: ModelConfig,
     device: Device,
     *,
+    language: str | None = None,
     batch_size: int = 16,
     emotion_revision: str | None = None,
     text_encoder_revision: str | None = None,
 ) -> tuple[EmotionClassifier, ResolvedModel, ResolvedModel | None]:
+    """The emotion classifier of ``language``'s models (default: the job language's)."""
     from .emotion import EmotionClassifier
 
+    models = config.model_set(language)
     emotion = resolve_model(
-        config.emotion_model_source, revision=emotion_revision, cache_dir=config.cache_dir
+        models.emotion_model, revision=emotion_revision, cache_dir=config.cache_dir
     )
     encoder = None
-    if config.text_encoder_source:
+    if models.text_encoder:
         encoder = resolve_model(
-            config.text_encoder_source, revision=text_encoder_revision, cache_dir=config.cache_dir
+            models.text_encoder, revision=text_encoder_revision, cache_dir=config.cache_dir
         )
     classifier = EmotionClassifier(
         emotion.path,

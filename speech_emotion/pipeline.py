@@ -118,7 +118,8 @@ def build_dataset(
             "config": config.decode,
             "features": plan.features,
             "whisper_features": plan.whisper_features,
-            "whisper": plan.needs_whisper,
+            "whisper": plan.needs_whisper and config.models.needs_text,
+            "detect": plan.needs_whisper and config.models.job_language is None,
             "report": report,
             "crashes": CrashGuard(marks, "decode") if marks else None,
         },
@@ -213,10 +214,16 @@ def _record(
         files=files,
         models={
             "mode": models.mode,
-            "emotion_model": models.emotion_model_source,
-            "emotion_model_revision": plan.emotion_revision if plan else None,
-            "text_encoder": models.text_encoder_source,
-            "text_encoder_revision": plan.text_encoder_revision if plan else None,
+            "languages": {
+                language: {
+                    "emotion_model": planned.models.emotion_model,
+                    "emotion_model_revision": planned.emotion_revision,
+                    "text_encoder": planned.models.text_encoder,
+                    "text_encoder_revision": planned.text_encoder_revision,
+                }
+                for language, planned in (plan.sets if plan else {}).items()
+            },
+            "fallback_language": models.fallback_language,
             "whisper_model": models.whisper_model if plan and plan.needs_whisper else None,
             "whisper_model_revision": plan.whisper_revision if plan else None,
         },

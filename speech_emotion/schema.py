@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 # 2: clip identity columns (channel, segment_index, segment_count), recording_duration_s.
-SCHEMA_VERSION = "2"
+# 3: model_language (each clip's language picks its models).
+SCHEMA_VERSION = "3"
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -148,6 +149,10 @@ _OUTPUT_COLUMNS: list[tuple[pa.Field, str]] = [
     (
         pa.field("mode", pa.string(), nullable=False),
         "Fusion mode: concat, audio, mean, multihead, text.",
+    ),
+    (
+        pa.field("model_language", pa.string()),
+        "Language whose models classified the clip: its own, or `--fallback-language`.",
     ),
     (pa.field("emotion_model", pa.string()), "Emotion checkpoint: hub id, folder or URI."),
     (

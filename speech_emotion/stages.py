@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,6 +25,7 @@ import pyarrow as pa
 from .annotator import (
     Annotation,
     Annotator,
+    Classifier,
     ClipInput,
     Transcriber,
     WindowInput,
@@ -38,6 +39,7 @@ from .errors import ErrorCode, RowError
 from .faults import die_if_poisoned
 from .features import FeatureSpec, WhisperFeatureSpec, audio_features
 from .fetch import Prefetcher
+from .languages import Classifiers
 from .memory import annotate_within_memory
 from .schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
 from .segments import Segmenter
@@ -85,11 +87,13 @@ class DecodeStage:
     its original format, cuts it into clips (:mod:`clips`, :mod:`segments`) and groups them into
     the windows Whisper will hear (:mod:`windows`).
 
-    Given the emotion model's feature settings (``features``), it computes each clip's input
-    features here on a CPU worker, so the accelerator's actor does not; given Whisper's
-    (``whisper_features``), each heard window's log-mel, for windows up to 30 s. A window is heard
-    when Whisper runs in this job (``whisper``) and a clip of it has no transcript: the row has
-    none, or the clip is not the whole recording the transcript describes. Samples go on only
+    Given the emotion model's feature settings (``features``: one for all, or by a recording's
+    language, None for one without), it computes each clip's input features here on a CPU
+    worker, so the accelerator's actor does not; given Whisper's (``whisper_features``), each
+    heard window's log-mel, for windows up to 30 s. A window is heard when Whisper runs in this
+    job (``whisper``) and a clip of it has no transcript (the row has none, or the clip is not
+    the whole recording the transcript describes), or its language is to be detected
+    (``detect``) and the row has none. Samples go on only
     where the model stage still needs them. Yields windows in order, as one or more tables of at
     most ``_MAX_BLOCK_SAMPLES`` float32 values (a longer window goes alone).
     """
@@ -98,9 +102,10 @@ class DecodeStage:
         self,
         config: DecodeConfig,
         *,
-        features: FeatureSpec | None = None,
+        features: FeatureSpec | Mapping[str | None, FeatureSpec] | None = None,
         whisper: bool = True,
         whisper_features: WhisperFeatureSpec | None = None,
+        detect: bool = False,
         clipper: Clipper | None = None,
         report: Report | None = None,
         crashes: CrashGuard | None = None,
@@ -109,6 +114,7 @@ class DecodeStage:
         self._crashes = crashes
         self._features = features
         self._whisper = whisper
+        self._detect = detect
         self._whisper_features = whisper_features
         self._clipper = clipper or Segmenter(config.segment)
         self._prefetch = Prefetcher(config.fetch_threads, config.allowed_prefixes)
@@ -129,6 +135,7 @@ class DecodeStage:
         rows: list[DecodedWindow] = []
         values = 0
         has_text = batch["text"].is_valid().to_pylist()
+        languages = batch["language"].to_pylist()
         ids = batch["id"].to_pylist()
         # After a worker died on this batch: one recording at a time, each marked (crashes.py).
         isolating = self._crashes if self._crashes and self._crashes.start_batch(ids) else None
@@ -145,7 +152,7 @@ class DecodeStage:
             self._figures["recordings"] += 1
             if not isinstance(audio, RowError):
                 self._figures["audio_s"] += audio.duration_s
-            for row in self._windows(recording, audio, text):
+            for row in self._windows(recording, audio, text, languages[recording]):
                 rows.append(row)
                 values += row.values
                 if values >= _MAX_BLOCK_SAMPLES:
@@ -188,7 +195,7 @@ class DecodeStage:
             return exc
 
     def _windows(
-        self, recording: int, audio: DecodedAudio | RowError, has_text: bool
+        self, recording: int, audio: DecodedAudio | RowError, has_text: bool, language: str | None
     ) -> Iterator[DecodedWindow]:
         """The recording's windows, made one at a time, or one row saying why it has none."""
         if isinstance(audio, RowError):
@@ -213,9 +220,13 @@ class DecodeStage:
             )
             yield DecodedWindow([DecodedClip(recording, audio, error=silent)])
             return
+        features = self._features
+        if isinstance(features, Mapping):
+            features = features.get(language)
+        heard = self._detect and language is None
         for window in plan_windows(clips):
             with self._timing("features_s"):
-                made = self._window(recording, audio, clips, window, has_text)
+                made = self._window(recording, audio, clips, window, has_text, heard, features)
             yield made
 
     def _window(
@@ -225,28 +236,39 @@ class DecodeStage:
         clips: list[Clip],
         window: Window,
         has_text: bool,
+        detected: bool,
+        features: FeatureSpec | None,
     ) -> DecodedWindow:
         members = [clips[i] for i in window.clips]
-        heard = self._whisper and any(not (has_text and clip.whole) for clip in members)
+        heard = detected or (
+            self._whisper and any(not (has_text and clip.whole) for clip in members)
+        )
         samples = audio.track(window.channel)[window.start : window.end]
         mel = None
         if heard and self._whisper_features is not None:
             mel = self._whisper_features.log_mel(samples)
         return DecodedWindow(
-            [self._clip(recording, audio, clip, window) for clip in members],
+            [self._clip(recording, audio, clip, window, features) for clip in members],
             log_mel=mel,
             waveform=samples if heard and mel is None else None,
         )
 
-    def _clip(self, recording: int, audio: DecodedAudio, clip: Clip, window: Window) -> DecodedClip:
+    def _clip(
+        self,
+        recording: int,
+        audio: DecodedAudio,
+        clip: Clip,
+        window: Window,
+        features: FeatureSpec | None,
+    ) -> DecodedClip:
         samples = clip.samples(audio)
         return DecodedClip(
             recording,
             audio,
             clip=clip,
             offset_s=(clip.start - window.start) / RATE_HZ,
-            features=audio_features(self._features, samples) if self._features else None,
-            waveform=samples if self._features is None else None,
+            features=audio_features(features, samples) if features else None,
+            waveform=samples if features is None else None,
         )
 
 
@@ -277,6 +299,9 @@ class _OnFirstUse:
     def transcribe(self, *args, **kwargs) -> list[Transcript]:
         return self.model.transcribe(*args, **kwargs)
 
+    def detect(self, *args, **kwargs) -> list[tuple[str, float]]:
+        return self.model.detect(*args, **kwargs)
+
 
 class ModelStage:
     """Loads the models once, then annotates batches of decoded clips (:class:`Annotator`)."""
@@ -293,39 +318,38 @@ class ModelStage:
     ) -> None:
         import torch
 
-        from .models import load_classifier, load_transcriber, resolve_device
+        from .models import load_transcriber, resolve_device
 
         self.config = config
         self.plan = plan
         # Ray sets OMP_NUM_THREADS from the actor's CPUs; torch needs telling as well.
         torch.set_num_threads(max(1, cpu_threads))
-        device = resolve_device(config)
-        classifier, emotion, encoder = load_classifier(
-            config,
-            device,
-            batch_size=batch_size,
-            emotion_revision=plan.emotion_revision,
-            text_encoder_revision=plan.text_encoder_revision,
+        self._device = resolve_device(config)
+        self._batch_size = batch_size
+        self.model_columns: dict[str | None, dict[str, str | None]] = {}
+        """Each loaded language's model columns, as the rows it classified carry them."""
+        classifiers = Classifiers(
+            self._load_classifier,
+            config.routes,
+            needs_text=config.needs_text,
+            needs_audio=config.needs_audio,
         )
+        # The job language's models load now, so a model that cannot load fails the actor's
+        # start; other languages' load when a clip of theirs first comes.
+        if config.job_language in plan.sets:
+            classifiers.load(config.job_language)
         transcriber = None
-        if plan.needs_whisper and config.needs_text:
+        if plan.needs_whisper:
             transcriber = _OnFirstUse(
                 lambda: load_transcriber(
                     config,
-                    device,
+                    self._device,
                     batch_size=batch_size,
                     cpu_threads=cpu_threads,
                     revision=plan.whisper_revision,
                 )[0]
             )
-        self.annotator = Annotator(classifier, transcriber, language=config.job_language)
-        self.model_columns = {
-            "emotion_model": emotion.source,
-            "emotion_model_revision": emotion.revision or plan.emotion_revision,
-            "text_encoder": encoder.source if encoder else None,
-            "text_encoder_revision": (encoder.revision if encoder else None)
-            or plan.text_encoder_revision,
-        }
+        self.annotator = Annotator(classifiers, transcriber, language=config.job_language)
         self.whisper_columns = {
             "whisper_model": config.whisper_model,
             "whisper_model_revision": plan.whisper_revision,
@@ -333,6 +357,29 @@ class ModelStage:
         self.counts = StageCounts()
         self._report = report
         self._crashes = crashes
+
+    def _load_classifier(self, language: str | None) -> Classifier:
+        from .models import load_classifier
+
+        planned = self.plan.sets.get(language) if language else None
+        classifier, emotion, encoder = load_classifier(
+            self.config,
+            self._device,
+            language=language,
+            batch_size=self._batch_size,
+            emotion_revision=planned.emotion_revision if planned else None,
+            text_encoder_revision=planned.text_encoder_revision if planned else None,
+        )
+        self.model_columns[language] = {
+            "model_language": language,
+            "emotion_model": emotion.source,
+            "emotion_model_revision": emotion.revision
+            or (planned.emotion_revision if planned else None),
+            "text_encoder": encoder.source if encoder else None,
+            "text_encoder_revision": (encoder.revision if encoder else None)
+            or (planned.text_encoder_revision if planned else None),
+        }
+        return classifier
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """A batch of windows in, one output row per clip out, in order."""
@@ -427,5 +474,5 @@ class ModelStage:
                 emotion=note.emotion,
                 emotion_score=note.emotion_score,
                 scores=list(note.scores.items()),
-                **self.model_columns,
+                **self.model_columns[note.model_language],
             )

@@ -36,11 +36,21 @@ class TinyModels:
     text_encoder: Path
     text_classifier: Path
     emotion: dict[str, Path]
+    spanish: TinySpanish
+
+
+@dataclass(frozen=True)
+class TinySpanish:
+    """The Spanish set: 6-label checkpoints and a text encoder of its own (other weights)."""
+
+    text_encoder: Path
+    text_classifier: Path
+    emotion: dict[str, Path]
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> TinyModels:
-    from speech_emotion.emotion import EN_LABELS
+    from speech_emotion.emotion import EN_LABELS, ES_LABELS
     from speech_emotion.tiny_models.emotion import (
         build_tiny_emotion_model,
         build_tiny_text_classifier,
@@ -60,6 +70,22 @@ def tiny_models(tmp_path_factory) -> TinyModels:
             )
             for i, mode in enumerate(FUSION_MODES)
         },
+        spanish=TinySpanish(
+            text_encoder=build_tiny_text_encoder(
+                root / "bert-es", hidden_size=PROJECTION_DIM, seed=1
+            ),
+            text_classifier=build_tiny_text_classifier(root / "text-es", labels=ES_LABELS),
+            emotion={
+                mode: build_tiny_emotion_model(
+                    root / f"emotion-{mode}-es",
+                    mode=mode,
+                    num_labels=len(ES_LABELS),
+                    projection_dim=PROJECTION_DIM,
+                    seed=10 + i,
+                )
+                for i, mode in enumerate(FUSION_MODES)
+            },
+        ),
     )
 
 

@@ -130,27 +130,40 @@ class Corpus:
 # -- models -------------------------------------------------------------------------------------
 
 
+def _tiny_emotion(models, mode: str) -> str:
+    return str(models.text_classifier if mode == "text" else models.emotion[mode])
+
+
 def tiny_model_config(tiny_models, mode: str = "concat", **overrides) -> ModelConfig:
+    """Tiny models in place of the published English (the job language's) and Spanish sets."""
+    spanish = tiny_models.spanish
     return ModelConfig(
         mode=mode,
-        emotion_model=str(
-            tiny_models.text_classifier if mode == "text" else tiny_models.emotion[mode]
-        ),
-        text_encoder=str(tiny_models.text_encoder),
-        whisper_model=str(tiny_models.whisper),
-        **overrides,
+        **{
+            "emotion_model": _tiny_emotion(tiny_models, mode),
+            "emotion_models": (("es", _tiny_emotion(spanish, mode)),),
+            "text_encoder": str(tiny_models.text_encoder),
+            "text_encoders": (("es", str(spanish.text_encoder)),),
+            "whisper_model": str(tiny_models.whisper),
+            **overrides,
+        },
     )
 
 
 def tiny_model_flags(tiny_models, mode: str = "concat", *, job: bool = True) -> list[str]:
     """The same models as command-line flags; for a job, on a CPU-only local Ray."""
+    spanish = tiny_models.spanish
     flags = [
         "--mode",
         mode,
         "--emotion-model",
-        str(tiny_models.emotion[mode]),
+        _tiny_emotion(tiny_models, mode),
+        "--emotion-model",
+        f"es={_tiny_emotion(spanish, mode)}",
         "--text-encoder",
         str(tiny_models.text_encoder),
+        "--text-encoder",
+        f"es={spanish.text_encoder}",
         "--whisper-model",
         str(tiny_models.whisper),
     ]
@@ -173,6 +186,8 @@ class FakeTranscriber:
 
     languages: tuple[str, ...] = ("en", "es")
     calls: list[list[int]] = field(default_factory=list)
+    detected: tuple[str, float] = ("en", 0.9)
+    """The language (and its probability) found in every clip not forced to one."""
 
     def transcribe(self, waveforms, languages, *, features=None, spans=None) -> list[Transcript]:
         features = features or [None] * len(waveforms)
@@ -184,8 +199,8 @@ class FakeTranscriber:
             out.append(
                 Transcript(
                     text=text,
-                    language=language or "en",
-                    language_probability=None if language else 0.9,
+                    language=language or self.detected[0],
+                    language_probability=None if language else self.detected[1],
                     no_speech_prob=0.0,
                     avg_logprob=-0.1,
                     compression_ratio=1.0,
@@ -194,6 +209,10 @@ class FakeTranscriber:
                 )
             )
         return out
+
+    def detect(self, waveforms, *, features=None) -> list[tuple[str, float]]:
+        self.calls.append([len(w) for w in waveforms])
+        return [self.detected] * len(waveforms)
 
 
 @dataclass
@@ -220,11 +239,17 @@ class FakeClassifier:
 # -- speech -------------------------------------------------------------------------------------
 
 SPEECH = Path(__file__).resolve().parent / "data" / "speech"
-SENTENCES: dict[str, str] = {
-    entry["file"].removesuffix(".flac"): entry["text"]
-    for entry in json.loads((SPEECH / "sentences.json").read_text())
-}
+_SAID = json.loads((SPEECH / "sentences.json").read_text())
+
+
+def _said(language: str) -> dict[str, str]:
+    return {e["file"].removesuffix(".flac"): e["text"] for e in _SAID if e["language"] == language}
+
+
+SENTENCES = _said("en")
 """Sentence name (voice a or b, then its number) -> what espeak-ng says in it."""
+SPANISH_SENTENCES = _said("es")
+"""The same, in Spanish (voice s)."""
 
 
 @functools.cache

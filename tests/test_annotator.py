@@ -60,16 +60,16 @@ def test_clips_without_transcripts_and_no_transcriber_are_a_bug_not_a_row_error(
         Annotator(FakeClassifier(), None).annotate([clip(10)])
 
 
-def test_audio_only_models_hear_nothing_and_keep_the_clips_language():
+def test_audio_only_models_hear_nothing_and_take_the_jobs_language():
     transcriber = FakeTranscriber()
     classifier = FakeClassifier(needs_text=False)
     (note,) = Annotator(classifier, transcriber, language="en").annotate([clip(10)])
     assert transcriber.calls == []
-    assert (note.transcript, note.language) == (None, None)
+    assert (note.transcript, note.language) == (None, "en")
     assert classifier.calls[0]["texts"] is None
 
 
-def test_features_from_decode_are_used_when_every_clip_has_them():
+def test_features_from_decode_are_used_where_a_clip_has_them_and_waveforms_elsewhere():
     classifier = FakeClassifier()
     features = (np.zeros((7, 160), np.float32), 7)
     annotator = Annotator(classifier, FakeTranscriber(), language="en")
@@ -77,7 +77,8 @@ def test_features_from_decode_are_used_when_every_clip_has_them():
     annotator.annotate([clip(50, "a", features=features), clip(60, "b")])
     assert [(c["features"], c["sizes"]) for c in classifier.calls] == [
         (True, [7, 7]),
-        (False, [50, 60]),
+        (True, [7]),
+        (False, [60]),
     ]
 
 

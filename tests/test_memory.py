@@ -46,8 +46,8 @@ def batch(tmp_path):
 def test_a_batch_too_big_is_split_and_every_clip_gets_the_labels_it_gets_alone(tiny_models, batch):
     expected = model_stage(tiny_models, mode="audio")(batch).to_pylist()
     stage = model_stage(tiny_models, mode="audio")
-    fault = OutOfMemoryAbove(stage.annotator.classifier, clips=2, seconds=60)
-    stage.annotator.classifier = fault
+    loaded = stage.annotator.classifiers.loaded
+    fault = loaded["en"] = OutOfMemoryAbove(loaded["en"], clips=2, seconds=60)
     rows = stage(batch).to_pylist()
     assert max(fault.served) <= 2 and sum(fault.served) == 5
     assert [r["status"] for r in rows] == ["ok"] * 5
@@ -57,7 +57,8 @@ def test_a_batch_too_big_is_split_and_every_clip_gets_the_labels_it_gets_alone(t
 
 def test_a_clip_that_never_fits_is_an_error_row_naming_its_length(tiny_models, batch):
     stage = model_stage(tiny_models, mode="audio")
-    stage.annotator.classifier = OutOfMemoryAbove(stage.annotator.classifier, clips=16, seconds=2.0)
+    loaded = stage.annotator.classifiers.loaded
+    loaded["en"] = OutOfMemoryAbove(loaded["en"], clips=16, seconds=2.0)
     rows = stage(batch).to_pylist()
     assert [r["status"] for r in rows] == ["ok", "ok", "error", "ok", "ok"]
     failed = rows[2]

@@ -12,11 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from speech_emotion import stages
-from speech_emotion.annotator import Annotator
 from speech_emotion.clips import Clip
 from speech_emotion.config import DecodeConfig, SegmentConfig
 from speech_emotion.features import FeatureSpec, WhisperFeatureSpec
-from speech_emotion.plan import ModelPlan
+from speech_emotion.plan import ModelPlan, PlannedSet
 from speech_emotion.schema import DECODED_SCHEMA, OUTPUT_SCHEMA, RECORDING_SCHEMA
 from speech_emotion.stages import DecodeStage, ModelStage
 
@@ -49,9 +48,14 @@ def lengths(column) -> list[int]:
     return [len(v) for v in column.to_pylist()]
 
 
-def model_stage(tiny_models, *, needs_whisper: bool = True, mode: str = "concat") -> ModelStage:
-    config = tiny_model_config(tiny_models, mode)
-    return ModelStage(config, ModelPlan(run_id="test-run", needs_whisper=needs_whisper))
+def model_stage(
+    tiny_models, *, needs_whisper: bool | None = None, mode: str = "concat", **models
+) -> ModelStage:
+    """A model stage with the tiny models; the job language's are loaded, as a job loads them."""
+    config = tiny_model_config(tiny_models, mode, **models)
+    needs_whisper = config.needs_text if needs_whisper is None else needs_whisper
+    sets = {language: PlannedSet(chosen) for language, chosen in config.model_sets.items()}
+    return ModelStage(config, ModelPlan(run_id="test-run", needs_whisper=needs_whisper, sets=sets))
 
 
 def whisper_spec(tiny_models) -> WhisperFeatureSpec:
@@ -135,7 +139,9 @@ def test_the_model_stage_puts_the_annotators_results_in_their_columns(tiny_model
     )
     stage = model_stage(tiny_models)
     classifier, transcriber = FakeClassifier(), FakeTranscriber()
-    stage.annotator = Annotator(classifier, transcriber, language="en")
+    stage.annotator.classifiers.loaded.update(en=classifier, es=classifier)
+    stage.model_columns["es"] = {"model_language": "es", "emotion_model": "the-es-model"}
+    stage.annotator.transcriber = transcriber
     out = {row["id"]: row for row in stage(decode(DecodeStage(DecodeConfig()), table)).to_pylist()}
     assert transcriber.calls == [[12800]]
     heard, given, gone = out["heard"], out["given"], out["gone"]
@@ -150,7 +156,11 @@ def test_the_model_stage_puts_the_annotators_results_in_their_columns(tiny_model
     assert list(probabilities) == list(classifier.labels)
     assert list(probabilities.values()) == pytest.approx(expected.tolist())
     assert heard["emotion"] == max(probabilities, key=probabilities.get)
-    assert heard["emotion_model"] == str(tiny_models.emotion["concat"])
+    assert (heard["model_language"], heard["emotion_model"]) == ("es", "the-es-model")
+    assert (given["model_language"], given["emotion_model"]) == (
+        "en",
+        str(tiny_models.emotion["concat"]),
+    )
     assert (gone["status"], gone["error_code"], gone["scores"], gone["emotion_model"]) == (
         "error",
         "missing_object",

@@ -4,10 +4,11 @@
     .venv/bin/python tests/data/make_speech.py
 
 espeak-ng says each sentence of :data:`SENTENCES` in two voices (a US English male and a British
-English female voice), stored as 16 kHz mono 16-bit FLAC with the synthesiser's leading and
-trailing silence trimmed, so a test that puts sentences end to end knows where each one is.
-``sentences.json`` lists the files with their text. Tests build multi-sentence recordings, calls
-and silences from these (``tests/factories.py``).
+English female voice), and each of :data:`SPANISH` in a Spanish voice, stored as 16 kHz mono
+16-bit FLAC with the synthesiser's leading and trailing silence trimmed, so a test that puts
+sentences end to end knows where each one is. ``sentences.json`` lists the files with their
+language and text. Tests build multi-sentence recordings, calls and silences from these
+(``tests/factories.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ SENTENCES = [
     "Our meeting has been moved to half past three.",
     "Please remember to bring your ticket and a photo card.",
 ]
+SPANISH_VOICE = ("s", "es")
+SPANISH = [
+    "He estado esperando al teléfono durante más de una hora.",
+    "Muchas gracias, eso es exactamente lo que necesitaba.",
+    "El paquete tenía que llegar el lunes por la mañana.",
+    "Esta es la tercera vez que llamo por el mismo problema.",
+]
 # Below this level (about -54 dBFS) a sample counts as the synthesiser's silence.
 SILENCE = 2e-3
 
@@ -55,11 +63,13 @@ def say(text: str, voice: str) -> np.ndarray:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     index = []
-    for key, voice in VOICES.items():
-        for i, text in enumerate(SENTENCES):
+    said = [(key, voice, "en", SENTENCES) for key, voice in VOICES.items()]
+    said.append((*SPANISH_VOICE, "es", SPANISH))
+    for key, voice, language, sentences in said:
+        for i, text in enumerate(sentences):
             name = f"{key}{i:02d}.flac"
             sf.write(OUT / name, say(text, voice), 16000, subtype="PCM_16")
-            index.append({"file": name, "voice": voice, "text": text})
+            index.append({"file": name, "voice": voice, "language": language, "text": text})
     (OUT / "sentences.json").write_text(json.dumps(index, indent=1) + "\n")
 
 
