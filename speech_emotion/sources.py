@@ -1,7 +1,8 @@
 """Where models come from: a hub id, a local folder, or an object-storage URI.
 
 Object-storage models are copied once per node into a local cache and reused by every actor on
-it; hub models go through the Hugging Face cache. Every failure names the model.
+it; hub models go through the Hugging Face cache, and with ``HF_HUB_OFFLINE=1`` come from it alone
+(:mod:`.hub_cache`). Every failure names the model.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Literal, overload
 
 from .errors import ModelLoadError
+from .hub_cache import cached_snapshot, offline
 
 __all__ = [
     "ResolvedModel",
@@ -33,8 +35,9 @@ logger = logging.getLogger(__name__)
 # Files a model folder needs; the hub repos also hold training artefacts we never read.
 _HUB_PATTERNS = ["*.json", "*.safetensors", "model.bin", "*.txt", "*.model", "vocabulary.*"]
 _HINT = (
-    "If the machines cannot reach the Hugging Face hub, copy the model folder to object storage "
-    "or a local path and pass that instead."
+    "If the machines cannot reach the Hugging Face hub, set HF_HUB_OFFLINE=1 to use a Hugging "
+    "Face cache that holds the model, or copy the model folder to object storage or a local path "
+    "and pass that instead."
 )
 
 
@@ -100,6 +103,9 @@ def _copy_from_object_storage(source: str, cache_dir: Path) -> Path:
 def _download_from_hub(repo_id: str, source: str, revision: str | None) -> ResolvedModel:
     from huggingface_hub import snapshot_download
 
+    if offline():
+        path = cached_snapshot(source, repo_id, revision, _HUB_PATTERNS)
+        return ResolvedModel(source=source, path=path, revision=path.name)
     try:
         path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_PATTERNS))
     except Exception as exc:  # hub, HTTP and network errors share no base class
@@ -122,6 +128,17 @@ def _kind(source: str) -> str:
     return "hub"
 
 
+def _folder(source: str, kind: str, revision: str | None, whisper: bool) -> Path | None:
+    """Where a model's files can be read in place: its local folder or, offline, its snapshot
+    in the Hugging Face cache; None where they must be fetched."""
+    if kind == "local":
+        return _local_path(source)
+    if kind == "hub" and offline():
+        repo_id = whisper_repo_id(source) if whisper else source
+        return cached_snapshot(source, repo_id, revision, _HUB_PATTERNS)
+    return None
+
+
 def resolve_model(
     source: str, *, whisper: bool = False, revision: str | None = None, cache_dir: str | None = None
 ) -> ResolvedModel:
@@ -139,7 +156,7 @@ def check_model_source(source: str, *, whisper: bool = False) -> str | None:
     """Fail fast on the driver, before any worker starts; returns the hub commit to pin.
 
     Pinning the commit here means every actor loads the same revision even if the repo changes
-    during a long run.
+    during a long run. Offline, the commit is the one the Hugging Face cache has for ``main``.
     """
     kind = _kind(source)
     if kind == "remote":
@@ -158,6 +175,8 @@ def check_model_source(source: str, *, whisper: bool = False) -> str | None:
     from huggingface_hub import HfApi
 
     repo_id = whisper_repo_id(source) if whisper else source
+    if offline():
+        return cached_snapshot(source, repo_id, None, _HUB_PATTERNS).name
     try:
         return HfApi().model_info(repo_id).sha
     except Exception as exc:  # hub, HTTP and network errors share no base class
@@ -196,7 +215,10 @@ def read_model_file(
     for workers that need a model's settings but not the model. None if the model has no such
     file and ``missing_ok``; any other failure is a :class:`ModelLoadError`."""
     kind = _kind(source)
+    folder = _folder(source, kind, revision, whisper)
     try:
+        if folder is not None:
+            return (folder / name).read_bytes()
         if kind == "hub":
             from huggingface_hub import hf_hub_download
             from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
@@ -209,8 +231,6 @@ def read_model_file(
                 raise FileNotFoundError(name) from exc
             except LocalEntryNotFoundError as exc:  # the hub is unreachable: not "no such file"
                 raise ConnectionError(str(exc)) from exc
-        if kind == "local":
-            return (_local_path(source) / name).read_bytes()
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(source)
@@ -231,8 +251,11 @@ def read_tensor_shapes(source: str, *, revision: str | None = None) -> dict[str,
     """The tensor shapes of a model's ``model.safetensors``, from its header alone (a few kB of
     a file of gigabytes); any failure is a :class:`ModelLoadError` naming the model."""
     kind = _kind(source)
+    folder = _folder(source, kind, revision, whisper=False)
     try:
-        if kind == "hub":
+        if folder is not None:
+            opened = open(folder / "model.safetensors", "rb")  # noqa: SIM115
+        elif kind == "hub":
             from huggingface_hub import get_safetensors_metadata
 
             metadata = get_safetensors_metadata(source, revision=revision)
@@ -241,8 +264,6 @@ def read_tensor_shapes(source: str, *, revision: str | None = None) -> dict[str,
                 for file in metadata.files_metadata.values()
                 for name, tensor in file.tensors.items()
             }
-        if kind == "local":
-            opened = open(_local_path(source) / "model.safetensors", "rb")  # noqa: SIM115
         else:
             import fsspec
 

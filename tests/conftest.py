@@ -6,6 +6,8 @@ Nothing here reaches a network: the hub is switched off, S3 is moto's server on 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +15,17 @@ import pytest
 
 # Before anything imports huggingface_hub or starts Ray workers (they inherit the environment).
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The session's own Hugging Face cache, empty unless a test fills it (tests/hubcache.py): a model
+# in the developer's cache would decide tests of "not in the cache" by machine.
+HF_HUB_CACHE = os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="speech-emotion-hf-cache-")
 os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 FUSION_MODES = ("concat", "audio", "mean", "multihead")
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(HF_HUB_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items) -> None:
