@@ -76,10 +76,11 @@ def test_a_hub_id_is_pinned_to_the_commit_the_cache_records_for_main(cached):
 
 def test_the_driver_plans_every_hub_model_from_the_cache_alone(cached, tiny_models):
     config = JobConfig(ManifestConfig("m.jsonl"), OutputConfig("out"), models=hub_models())
-    plan = plan_models(config, pa.table({"text": pa.array([None], pa.string())}), "run")
+    manifest = pa.table({"text": pa.array([None], pa.string()), "language": ["en"]})
+    plan = plan_models(config, manifest, "run")
     assert plan.revisions == {
-        "emotion_model_revision": cached.emotion,
-        "text_encoder_revision": cached.encoder,
+        "en:emotion_model_revision": cached.emotion,
+        "en:text_encoder_revision": cached.encoder,
         "whisper_model_revision": cached.whisper,
     }
     assert plan.features is not None and plan.whisper_features is not None
