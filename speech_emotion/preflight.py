@@ -12,12 +12,20 @@ import os
 import posixpath
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .config import JobConfig
+from .config import JobConfig, ModelConfig
 from .errors import ConfigError
 from .fetch import within_prefixes
 
-__all__ = ["check_job", "check_language", "check_output", "check_prefixes", "LANGUAGES"]
+__all__ = [
+    "check_job",
+    "check_language",
+    "check_languages",
+    "check_output",
+    "check_prefixes",
+    "LANGUAGES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +41,7 @@ LANGUAGES = _whisper_languages()
 
 
 def check_job(config: JobConfig, recordings: pa.Table) -> None:
-    check_language(config.models.language)
+    check_languages(config.models, recordings)
     output = config.output
     for place in (None if output.format == "iceberg" else output.uri, output.staging):
         if place is not None:  # an Iceberg table is a catalog's name: the catalog checks it
@@ -46,6 +54,24 @@ def check_language(language: str) -> None:
         raise ConfigError(
             f"language={language!r} is invalid: expected auto or a Whisper language code "
             "(en, es, fr, de, zh, ...)"
+        )
+
+
+def check_languages(models: ModelConfig, recordings: pa.Table) -> None:
+    """The job's language, the fallback and each LANG=SOURCE must be Whisper's codes, and rows
+    without a language of their own must have models for the job's."""
+    check_language(models.language)
+    named = {language for language, _ in (*models.emotion_models, *models.text_encoders)}
+    for language in sorted(named | {models.fallback_language or "auto"}):
+        check_language(language)
+    job, sets = models.job_language, models.model_sets
+    unnamed = pc.any(pc.is_null(recordings["language"])).as_py()
+    if unnamed and job is not None and job not in sets and not models.fallback_language:
+        raise ConfigError(
+            f"language={job!r} has no emotion model (models exist for "
+            f"{', '.join(sorted(sets))}) and rows without a language of their own would all fail; "
+            f"add --emotion-model {job}=SOURCE (and --text-encoder {job}=SOURCE in "
+            "fusion modes), or --fallback-language"
         )
 
 

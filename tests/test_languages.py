@@ -25,6 +25,7 @@ from speech_emotion.errors import ConfigError, ErrorCode, RowError
 from speech_emotion.languages import Classifiers, ModelSet, Routes
 from speech_emotion.pipeline import run
 from speech_emotion.plan import languages_needed
+from speech_emotion.preflight import check_languages
 from speech_emotion.schema import RECORDING_SCHEMA
 from speech_emotion.stages import DecodeStage
 
@@ -152,6 +153,16 @@ def test_a_run_plans_only_the_models_of_the_languages_it_can_meet():
     detected = ModelConfig(language="auto")
     assert languages_needed(detected, manifest_languages("es")) == {"es"}
     assert languages_needed(detected, manifest_languages("es", None)) == {"en", "es"}
+
+
+def test_a_job_language_without_models_is_refused_before_anything_starts():
+    with pytest.raises(ConfigError, match="language=.fr. has no emotion model.*--emotion-model"):
+        check_languages(ModelConfig(language="fr"), manifest_languages(None))
+    check_languages(ModelConfig(language="fr", fallback_language="en"), manifest_languages(None))
+    check_languages(ModelConfig(language="fr"), manifest_languages("en"))  # each row says its own
+    with pytest.raises(ConfigError, match="language='xx' is invalid"):
+        mine = ModelConfig(mode="audio", emotion_models=(("xx", "/models/xx"),))
+        check_languages(mine, manifest_languages("en"))
 
 
 # -- the models of a clip's language ------------------------------------------------------------
