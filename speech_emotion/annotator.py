@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from .clips import RATE_HZ
 from .errors import ErrorCode, RowError
 from .languages import Classifiers
 from .schema import SOURCE_MANIFEST, SOURCE_WHISPER
@@ -109,6 +110,9 @@ class WindowInput:
     """Whisper's log-mel of the window, if computed already."""
     spans: tuple[tuple[float, float], ...] = ()
     """Where each clip lies, seconds from the window's start; needed with several clips."""
+    packed: bool = False
+    """Its clips come from several windows put one after another (:mod:`packing`): where Whisper
+    cannot place every word in one of them, each clip is heard again alone."""
 
 
 def select_windows(
@@ -139,6 +143,8 @@ class Annotation:
     """The reason, prefixed by the step that failed."""
     model_language: str | None = None
     """The language whose models classified the clip (None where one set takes every language)."""
+    heard_with: int | None = None
+    """The first clip of the window Whisper heard it in (itself when heard alone)."""
 
     def fail(self, error: RowError, step: str) -> None:
         self.error_code, self.error = error.code.value, error.reason(step)
@@ -150,6 +156,15 @@ class Annotation:
     @property
     def heard_by_whisper(self) -> bool:
         return self.transcript_source == SOURCE_WHISPER
+
+
+MEL_FRAMES_S = 100
+"""Whisper's log-mel frames per second (a 10 ms hop)."""
+
+
+def _part(values: np.ndarray, span: tuple[float, float], rate: int) -> np.ndarray:
+    """The rows of ``values`` (``rate`` a second) within ``span`` seconds."""
+    return values[round(span[0] * rate) : round(span[1] * rate)]
 
 
 class Annotator:
@@ -244,10 +259,33 @@ class Annotator:
             )
             self.seconds["whisper_s"] += time.perf_counter() - started
             for window, transcript in zip(pending, transcripts, strict=True):
+                if window.packed and transcript.stray_words:
+                    self._hear_alone(window, heard, out)
+                    continue
                 for i, text in zip(window.clips, transcript.parts, strict=True):
                     if i in heard:
                         self._heard(out[i], transcript, text)
+                        out[i].heard_with = window.clips[0]
         return [i for i in live if out[i].ok]
+
+    def _hear_alone(self, window: WindowInput, heard: set[int], out: list[Annotation]) -> None:
+        """Each heard clip of a packed window Whisper could not split, from its own part."""
+        parts = [
+            (i, span) for i, span in zip(window.clips, window.spans, strict=True) if i in heard
+        ]
+        started = time.perf_counter()
+        transcripts = self._whisper.transcribe(
+            [_part(window.waveform, span, RATE_HZ) for _, span in parts],
+            [out[i].language for i, _ in parts],
+            features=[
+                None if window.log_mel is None else _part(window.log_mel.T, span, MEL_FRAMES_S).T
+                for _, span in parts
+            ],
+        )
+        self.seconds["whisper_s"] += time.perf_counter() - started
+        for (i, _), transcript in zip(parts, transcripts, strict=True):
+            self._heard(out[i], transcript, transcript.text)
+            out[i].heard_with = i
 
     def _detect(
         self, windows: Sequence[WindowInput], out: list[Annotation], live: list[int]

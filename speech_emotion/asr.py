@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import ctranslate2
@@ -35,7 +35,13 @@ from .config import require
 from .errors import ErrorCode, ModelLoadError, RowError
 from .features import WhisperFeatureSpec, whisper_features
 
-__all__ = ["Transcript", "WhisperTranscriber", "is_hallucination", "words_by_span"]
+__all__ = [
+    "Transcript",
+    "WhisperTranscriber",
+    "is_hallucination",
+    "stray_words",
+    "words_by_span",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,9 @@ class Transcript:
     parts: tuple[str, ...] = ()
     """With ``spans``: the text of each span, in order (words go to the span their middle falls
     in). Otherwise the text alone."""
+    stray_words: int = 0
+    """With ``spans``: words whose middle lies more than :data:`STRAY_MARGIN_S` outside every
+    span, which Whisper could not place in one."""
 
 
 def is_hallucination(
@@ -242,17 +251,22 @@ class WhisperTranscriber:
         resolved = [forced or detected[i][0] for i, forced in enumerate(languages)]
         windows = self._generate(encoded, resolved)
         kept = ["" if self._drops(window) else window.text for window in windows]
-        parts = self._split(encoded, [m.shape[1] for m in mels], resolved, windows, kept, spans)
+        parts, strays = self._split(
+            encoded, [m.shape[1] for m in mels], resolved, windows, kept, spans
+        )
         return [
-            self._transcript(
-                [window],
-                text=text,
-                language=language,
-                language_probability=None if forced else detected[i][1],
-                parts=split,
+            replace(
+                self._transcript(
+                    [window],
+                    text=text,
+                    language=language,
+                    language_probability=None if forced else detected[i][1],
+                    parts=split,
+                ),
+                stray_words=stray,
             )
-            for i, (window, text, language, forced, split) in enumerate(
-                zip(windows, kept, resolved, languages, parts, strict=True)
+            for i, (window, text, language, forced, split, stray) in enumerate(
+                zip(windows, kept, resolved, languages, parts, strays, strict=True)
             )
         ]
 
@@ -264,15 +278,17 @@ class WhisperTranscriber:
         windows: Sequence[_Window],
         kept: Sequence[str],
         spans: Sequence[Spans | None],
-    ) -> list[tuple[str, ...]]:
-        """Each window's text split by its spans: (text,) where it has none (or one)."""
+    ) -> tuple[list[tuple[str, ...]], list[int]]:
+        """Each window's text split by its spans: (text,) where it has none (or one); and how
+        many of its words lay in no span."""
         parts: list[tuple[str, ...]] = [(text,) for text in kept]
+        strays = [0] * len(kept)
         split = [i for i, s in enumerate(spans) if s is not None and len(s) > 1]
         for i in split:
             parts[i] = ("",) * len(spans[i] or ())
         wanted = [i for i in split if kept[i]]
         if not wanted:
-            return parts
+            return parts, strays
         eot = self._tokenizer(languages[wanted[0]]).eot
         # Every row of the encoder output goes to the aligner (rows not split, and rows of other
         # languages, are aligned too, and ignored): slicing it would mean copying it off the device.
@@ -284,7 +300,8 @@ class WhisperTranscriber:
                 if languages[i] == language:
                     merge_punctuations(words[i], _PREPEND_PUNCTUATION, _APPEND_PUNCTUATION)
                     parts[i] = words_by_span(words[i], spans[i] or ())
-        return parts
+                    strays[i] = stray_words(words[i], spans[i] or ())
+        return parts, strays
 
     def _detect_languages(
         self, encoded: ctranslate2.StorageView, languages: Sequence[str | None]
@@ -460,6 +477,19 @@ def words_by_span(words: Sequence[dict], spans: Spans) -> tuple[str, ...]:
         middle = (word["start"] + word["end"]) / 2
         texts[bisect.bisect_right(bounds, middle)].append(word["word"])
     return tuple("".join(t).strip() for t in texts)
+
+
+STRAY_MARGIN_S = 0.5
+"""How far outside every span a word's middle may lie and still be placed with certainty."""
+
+
+def stray_words(words: Sequence[dict], spans: Spans) -> int:
+    """How many words' middles lie more than :data:`STRAY_MARGIN_S` outside every span."""
+    middles = [(w["start"] + w["end"]) / 2 for w in words if w["word"]]
+    return sum(
+        all(m < start - STRAY_MARGIN_S or m > end + STRAY_MARGIN_S for start, end in spans)
+        for m in middles
+    )
 
 
 def _log_mel(computed: np.ndarray | None, waveform: np.ndarray, extractor) -> np.ndarray:
