@@ -1,176 +1,80 @@
 """Reading and validating manifests, on the driver, before any model is loaded.
 
-A manifest is a file, or a folder/prefix of them, at any fsspec URI, in one of the formats a
-:func:`reader` is registered for (JSONL, CSV, Parquet). Whatever it calls its columns, it comes out
-as a table in :data:`schema.RECORDING_SCHEMA`: ids unique, audio URIs absolute, empty transcripts
-and languages null. Readers only parse; every check on what they read lives here, once.
+A manifest is a file, or a folder/prefix of them, at any fsspec URI, in one of the formats the
+speech world publishes (:data:`FORMATS`): a ``table`` of named columns (JSONL, CSV, Parquet), a
+Hugging Face dataset's Parquet shards with the audio inside (``hf``), NeMo's JSON lines
+(``nemo``), lhotse's recordings and supervisions, or cuts (``lhotse``); ``auto`` tells them apart
+by the files (a folder may mix them). Whatever the format, it comes out as a table in
+:data:`schema.RECORDING_SCHEMA`: ids unique, audio URIs absolute, spans placed, empty transcripts
+and languages null, the rows of a file next to each other (so that a batch reads and decodes a
+file once for all its spans). Readers only parse; every check on what they read lives in
+:mod:`.normalise`, once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import posixpath
+import logging
 from collections.abc import Callable
-from typing import IO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import ManifestConfig
-from .errors import ManifestError
-from .schema import RECORDING_SCHEMA
+from ..config import ManifestConfig
+from ..errors import ManifestError
+from ..fetch import location
+from ..schema import RECORDING_SCHEMA
+from . import hf, lhotse, nemo
+from .files import ManifestFile, manifest_files
+from .normalise import derive_id, normalise
+from .table import read_table
 
-__all__ = ["read_manifest", "derive_id", "reader", "READERS", "SUFFIXES"]
+__all__ = ["read_manifest", "derive_id", "detect_format", "FORMATS"]
 
-Reader = Callable[[IO[bytes], ManifestConfig], pa.Table]
-READERS: dict[str, Reader] = {}
-"""Format name -> function reading one open manifest file into a table of its columns."""
-SUFFIXES: dict[str, str] = {}
-"""File suffix -> format name."""
+logger = logging.getLogger(__name__)
 
-
-def reader(name: str, *suffixes: str) -> Callable[[Reader], Reader]:
-    """Registers a manifest reader for files ending in ``suffixes``."""
-
-    def register(read: Reader) -> Reader:
-        READERS[name] = read
-        SUFFIXES.update(dict.fromkeys(suffixes, name))
-        return read
-
-    return register
+Reader = Callable[[list[ManifestFile], ManifestConfig], list[tuple[ManifestFile, pa.Table]]]
 
 
-@reader("json", ".jsonl", ".ndjson", ".json")
-def _read_json(f: IO[bytes], config: ManifestConfig) -> pa.Table:
-    import pyarrow.json as pajson
-
-    return pajson.read_json(f)
+def _each(read: Callable[[ManifestFile, ManifestConfig], pa.Table]) -> Reader:
+    return lambda files, config: [(file, read(file, config)) for file in files]
 
 
-@reader("csv", ".csv")
-def _read_csv(f: IO[bytes], config: ManifestConfig) -> pa.Table:
-    import pyarrow.csv as pacsv
+FORMATS: dict[str, Reader] = {
+    "table": _each(read_table),
+    "hf": _each(hf.read_hf),
+    "nemo": _each(nemo.read_nemo),
+    "lhotse": lhotse.read_lhotse,
+}
+"""Format name -> reader of a manifest's files into (file, entries) pairs."""
 
-    # Read named columns as strings: ids like "007" must not become integers.
-    names = [config.audio_column, config.id_column, config.text_column, config.language_column]
-    options = pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in names}, strings_can_be_null=True
+
+def detect_format(file: ManifestFile, config: ManifestConfig) -> str:
+    """The format a file is in, by its kind and, for JSON lines, its first line's keys."""
+    if file.kind == "parquet":
+        return "hf" if hf.holds_audio(file, config) else "table"
+    if file.kind == "json":
+        first = file.first_record()
+        if lhotse.claims(first):
+            return "lhotse"
+        if first is not None and nemo.claims(first, config):
+            return "nemo"
+    return "table"
+
+
+def _by_format(files: list[ManifestFile], config: ManifestConfig) -> dict[str, list[ManifestFile]]:
+    """The files of each format: all in the one named, else each in the one it is in (a folder
+    may hold several)."""
+    if config.format != "auto":
+        return {config.format: files}
+    found: dict[str, list[ManifestFile]] = {}
+    for file in files:
+        found.setdefault(detect_format(file, config), []).append(file)
+    logger.info(
+        "manifest %s: %s",
+        config.uri,
+        ", ".join(f"{fmt} ({len(group)} files)" for fmt, group in found.items()),
     )
-    return pacsv.read_csv(f, convert_options=options)
-
-
-@reader("parquet", ".parquet", ".pq")
-def _read_parquet(f: IO[bytes], config: ManifestConfig) -> pa.Table:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(f)
-
-
-def derive_id(audio_uri: str) -> str:
-    """Stable across runs for the same URI, so re-runs and joins line up."""
-    return hashlib.sha1(audio_uri.encode()).hexdigest()[:16]
-
-
-def _format_of(path: str) -> str | None:
-    return SUFFIXES.get(posixpath.splitext(path)[1].lower())
-
-
-def _manifest_files(fs, path: str, uri: str) -> list[tuple[str, str]]:
-    """(path, format) of each manifest file ``uri`` names."""
-    if fs.isdir(path):
-        files = [(p, fmt) for p in sorted(fs.find(path)) if (fmt := _format_of(p))]
-        if not files:
-            raise ManifestError(
-                f"{uri}: folder holds no manifest files ({', '.join(sorted(SUFFIXES))})"
-            )
-        return files
-    if not fs.exists(path):
-        raise ManifestError(f"{uri}: manifest not found")
-    fmt = _format_of(path)
-    if fmt is None:
-        raise ManifestError(
-            f"{uri}: unknown manifest format {posixpath.splitext(path)[1]!r}; "
-            f"expected one of {', '.join(sorted(SUFFIXES))}"
-        )
-    return [(path, fmt)]
-
-
-def _read_file(fs, path: str, fmt: str, config: ManifestConfig) -> pa.Table:
-    try:
-        with fs.open(path, "rb") as f:
-            return READERS[fmt](f, config)
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ManifestError(
-            f"{fs.unstrip_protocol(path)}: not a readable {fmt} manifest ({reason})"
-        ) from exc
-
-
-def _string_column(table: pa.Table, name: str) -> pa.Array | None:
-    if name not in table.column_names:
-        return None
-    column = table[name].combine_chunks()
-    if pa.types.is_null(column.type):
-        return pa.nulls(len(column), pa.string())
-    try:
-        column = pc.utf8_trim_whitespace(column.cast(pa.string()))
-    except pa.ArrowException as exc:
-        raise ManifestError(
-            f"column {name!r} of type {column.type} cannot be read as text"
-        ) from exc
-    return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
-
-
-def _resolve_audio(value: str, base: str, protocol: str) -> str:
-    if "://" in value:
-        return value
-    if not protocol and value.startswith("/"):
-        return value
-    joined = posixpath.normpath(posixpath.join(base, value))
-    return f"{protocol}://{joined}" if protocol else joined
-
-
-def _normalise(table: pa.Table, fs, path: str, config: ManifestConfig) -> pa.Table:
-    where = fs.unstrip_protocol(path)
-    audio = _string_column(table, config.audio_column)
-    if audio is None:
-        raise ManifestError(
-            f"{where}: no {config.audio_column!r} column "
-            f"(columns: {', '.join(table.column_names)}); "
-            "name the audio column with --audio-column"
-        )
-    blank = pc.sum(pc.is_null(audio)).as_py() or 0
-    if blank:
-        first = pc.index(pc.is_null(audio), True).as_py()
-        raise ManifestError(f"{where}: {blank} rows have no audio path (first at row {first + 1})")
-
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    protocol = "" if protocol in ("file", "local") else protocol
-    base = posixpath.dirname(path)
-    audio_uris = [_resolve_audio(v, base, protocol) for v in audio.to_pylist()]
-
-    ids = _string_column(table, config.id_column)
-    given = ids.to_pylist() if ids is not None else [None] * len(audio_uris)
-    id_values = [
-        i if i is not None else derive_id(uri) for i, uri in zip(given, audio_uris, strict=True)
-    ]
-    text = _string_column(table, config.text_column)
-    language = _string_column(table, config.language_column)
-    n = len(audio_uris)
-    return pa.table(
-        {
-            "id": pa.array(id_values, pa.string()),
-            "audio": pa.array(audio_uris, pa.string()),
-            "text": text if text is not None else pa.nulls(n, pa.string()),
-            "language": pc.utf8_lower(language)
-            if language is not None
-            else pa.nulls(n, pa.string()),
-            "start_s": pa.array([0.0] * n, pa.float64()),
-            "end_s": pa.nulls(n, pa.float64()),
-            "attempt": pa.array([1] * n, pa.int32()),
-        },
-        schema=RECORDING_SCHEMA,
-    )
+    return found
 
 
 def _check_unique_ids(table: pa.Table, uri: str) -> None:
@@ -181,25 +85,34 @@ def _check_unique_ids(table: pa.Table, uri: str) -> None:
         examples = ", ".join(repr(v) for v in duplicated.to_pylist()[:5])
         raise ManifestError(
             f"{uri}: {len(duplicated)} ids appear more than once (e.g. {examples}); ids must be "
-            "unique (without an id column they come from the audio URI, so a URI is listed twice)"
+            "unique (where none is given it comes from the audio URI and span, so the same "
+            "audio and span are listed twice)"
         )
 
 
-def read_manifest(config: ManifestConfig) -> pa.Table:
-    """The manifest as recordings, or a :class:`ManifestError` naming the file and the problem."""
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(config.uri)
-        files = _manifest_files(fs, path, config.uri)
-    except ManifestError:
-        raise
-    except Exception as exc:  # storage errors of any backend, named for the user
-        raise ManifestError(f"{config.uri}: cannot be read ({type(exc).__name__}: {exc})") from exc
-    table = pa.concat_tables(
-        [_normalise(_read_file(fs, f, fmt, config), fs, f, config) for f, fmt in files]
+def _grouped_by_file(table: pa.Table) -> pa.Table:
+    """The rows of each file together, by start, files in the order they first appear; a
+    manifest without shared files keeps its order."""
+    first: dict[str, int] = {}
+    files = [first.setdefault(location(uri), i) for i, uri in enumerate(table["audio"].to_pylist())]
+    order = pc.sort_indices(
+        pa.table({"file": files, "start": table["start_s"], "row": range(table.num_rows)}),
+        sort_keys=[("file", "ascending"), ("start", "ascending"), ("row", "ascending")],
     )
+    return table.take(order)
+
+
+def read_manifest(config: ManifestConfig) -> pa.Table:
+    """The manifest as recordings, or a :class:`ManifestError` naming the file, the line and
+    the problem."""
+    found = [
+        read
+        for fmt, files in _by_format(manifest_files(config.uri), config).items()
+        for read in FORMATS[fmt](files, config)
+    ]
+    tables = [normalise(file, entries) for file, entries in found]
+    table = pa.concat_tables(tables) if tables else RECORDING_SCHEMA.empty_table()
     if table.num_rows == 0:
         raise ManifestError(f"{config.uri}: manifest has no rows")
     _check_unique_ids(table, config.uri)
-    return table
+    return _grouped_by_file(table)
