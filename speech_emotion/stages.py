@@ -41,6 +41,7 @@ from .fetch import Prefetcher
 from .memory import annotate_within_memory
 from .schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
 from .segments import Segmenter
+from .spans import Piece, Span, cut, plan_pieces, spans_of
 from .tally import Report
 from .windows import Window, plan_windows
 
@@ -83,7 +84,9 @@ _MAX_BLOCK_SAMPLES = 600 * RATE_HZ
 class DecodeStage:
     """Fetches and decodes each recording to 16 kHz float32 (channels mixed, or split), records
     its original format, cuts it into clips (:mod:`clips`, :mod:`segments`) and groups them into
-    the windows Whisper will hear (:mod:`windows`).
+    the windows Whisper will hear (:mod:`windows`). A recording that is a span of a file (on one
+    of its channels) is cut from the file's piece that its batch decoded once for all its spans
+    there (:mod:`spans`).
 
     Given the emotion model's feature settings (``features``), it computes each clip's input
     features here on a CPU worker, so the accelerator's actor does not; given Whisper's
@@ -132,27 +135,25 @@ class DecodeStage:
         ids = batch["id"].to_pylist()
         # After a worker died on this batch: one recording at a time, each marked (crashes.py).
         isolating = self._crashes if self._crashes and self._crashes.start_batch(ids) else None
-        fetched = self._prefetch(batch["audio"].to_pylist())
-        for recording, text in enumerate(has_text):
-            # Taken with next(), not zipped: zip and enumerate keep their last tuple, and with it
-            # the encoded file, alive while its windows are made.
-            with self._timing("fetch_wait_s"):
-                data = next(fetched)
-            crashed = isolating.start_item(ids[recording]) if isolating else None
-            with self._timing("decode_s"):
-                audio = crashed or self._decode(data)
-            del data
+        spans = spans_of(batch)
+        pieces = plan_pieces(
+            batch["audio"].to_pylist(),
+            spans,
+            split_channels=self.config.channels == "split",
+            longest_s=self.config.longest_s,
+            share=isolating is None,
+        )
+        for recording, audio in self._recordings(pieces, spans, ids, isolating):
             self._figures["recordings"] += 1
             if not isinstance(audio, RowError):
                 self._figures["audio_s"] += audio.duration_s
-            for row in self._windows(recording, audio, text):
+            for row in self._windows(recording, audio, has_text[recording]):
                 rows.append(row)
                 values += row.values
                 if values >= _MAX_BLOCK_SAMPLES:
                     yield self._table(batch, rows, started)
                     rows, values, yielded, started = [], 0, True, time.perf_counter()
-            if isolating and crashed is None:
-                isolating.end_item(ids[recording])
+            del audio
         if rows or not yielded:
             yield self._table(batch, rows, started)
         if self._crashes is not None:
@@ -172,7 +173,35 @@ class DecodeStage:
         self._figures = defaultdict(float)
         return table
 
-    def _decode(self, data: bytes | RowError) -> DecodedAudio | RowError:
+    def _recordings(
+        self,
+        pieces: list[Piece],
+        spans: list[Span],
+        ids: list[str],
+        isolating: CrashGuard | None,
+    ) -> Iterator[tuple[int, DecodedAudio | RowError]]:
+        """Each recording's audio, or why it has none, piece by piece: each file read once, each
+        piece decoded once. Isolating, each piece is one recording, marked while in hand."""
+        fetched = self._prefetch(list(dict.fromkeys(piece.audio for piece in pieces)))
+        last = {piece.audio: i for i, piece in enumerate(pieces)}
+        data: bytes | RowError | None = None
+        for i, piece in enumerate(pieces):
+            if data is None:
+                with self._timing("fetch_wait_s"):
+                    data = next(fetched)
+            item = ids[piece.rows[0]]
+            crashed = isolating.start_item(item) if isolating else None
+            with self._timing("decode_s"):
+                decoded = crashed or self._decode(data, piece)
+            if last[piece.audio] == i:
+                data = None  # the encoded file goes before the windows are made
+            for recording in piece.rows:
+                yield recording, _cut(decoded, piece, spans[recording])
+            del decoded
+            if isolating and crashed is None:
+                isolating.end_item(item)
+
+    def _decode(self, data: bytes | RowError, piece: Piece) -> DecodedAudio | RowError:
         from .audio import decode_audio
 
         if isinstance(data, RowError):
@@ -182,7 +211,9 @@ class DecodeStage:
             return decode_audio(
                 data,
                 max_duration_s=self.config.longest_s,
-                split_channels=self.config.channels == "split",
+                split_channels=piece.split,
+                start_s=piece.start_s,
+                end_s=piece.end_s,
             )
         except RowError as exc:
             return exc
@@ -248,6 +279,10 @@ class DecodeStage:
             features=audio_features(self._features, samples) if self._features else None,
             waveform=samples if self._features is None else None,
         )
+
+
+def _cut(decoded: DecodedAudio | RowError, piece: Piece, span: Span) -> DecodedAudio | RowError:
+    return decoded if isinstance(decoded, RowError) else cut(decoded, piece, span)
 
 
 def _window_key(first_clip: dict) -> str:
