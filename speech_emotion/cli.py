@@ -64,6 +64,11 @@ The manifest: a file, or a folder/prefix of them, at any fsspec URI (a path, s3:
   lhotse  recordings + supervisions (.jsonl.gz; a row per supervision, on its channel, with its
           speaker), or cuts
 
+A span of a file is annotated as a file of its own (start_s/end_s: its place in the file): it is
+segmented when longer than --segment-over-s, and --min/--max-duration-s are its length's limits;
+a lhotse supervision is on its channel whatever --channels says. A span the file does not hold
+is a span_outside_audio row.
+
 Audio must be on the manifest's own store: its bucket for a manifest in object storage, the
 local disk for a local one (--allowed-prefix widens or narrows it). A manifest whose audio is
 all elsewhere is refused before anything starts; a row elsewhere is an error row.
