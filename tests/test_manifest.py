@@ -439,6 +439,17 @@ def test_a_supervision_of_an_unknown_recording_is_named(tmp_path):
         read_manifest(ManifestConfig(uri=str(tmp_path)))
 
 
+def test_lines_are_counted_as_written_with_blank_lines_and_a_header(tmp_path):
+    (tmp_path / "m.jsonl").write_text(
+        '{"audio": "a.wav"}\n\n\n{"audio": "b.wav", "duration_s": 0}\n'
+    )
+    with pytest.raises(ManifestError, match=r"m\.jsonl: line 4: a span must last"):
+        read_manifest(ManifestConfig(uri=str(tmp_path / "m.jsonl")))
+    (tmp_path / "m.csv").write_text('audio,text,offset_s\na.wav,"two\nlines",1\nb.wav,,-2\n')
+    with pytest.raises(ManifestError, match=r"m\.csv: line 4: a span cannot start before"):
+        read_manifest(ManifestConfig(uri=str(tmp_path / "m.csv")))
+
+
 def test_a_csv_line_with_too_many_values_is_named(tmp_path):
     (tmp_path / "m.csv").write_text("id,audio\na,a.wav\nb,b.wav,c,d\n")
     with pytest.raises(ManifestError, match=r"m\.csv: line 3: not as many values as the header"):

@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 Reader = Callable[[list[ManifestFile], ManifestConfig], list[tuple[ManifestFile, pa.Table]]]
 
 
-def _each(read: Callable[[ManifestFile, ManifestConfig], pa.Table]) -> Reader:
-    return lambda files, config: [(file, read(file, config)) for file in files]
+def _each(read: Callable[[ManifestFile, ManifestConfig], tuple[ManifestFile, pa.Table]]) -> Reader:
+    return lambda files, config: [read(file, config) for file in files]
 
 
 FORMATS: dict[str, Reader] = {

@@ -9,11 +9,13 @@ a :class:`ManifestError` naming the file (and the line, where there is one).
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import IO, Any
 
 import pyarrow as pa
@@ -38,8 +40,11 @@ class ManifestFile:
     kind: str
     """json, csv or parquet."""
     compression: str | None = None
+    counts_records: bool = False
+    """The numbers its readers give are records (data rows), not lines: pyarrow's readers skip
+    blank lines and a CSV's header. :meth:`where` finds the line, only when a message needs it."""
 
-    @property
+    @cached_property
     def uri(self) -> str:
         return self.fs.unstrip_protocol(self.path)
 
@@ -49,13 +54,32 @@ class ManifestFile:
 
     def where(self, line: int) -> str:
         """The file and a place in it, for messages: a line of text, a Parquet row."""
-        return f"{self.uri}: {'row' if self.kind == 'parquet' else 'line'} {line}"
+        if self.kind == "parquet":
+            return f"{self.uri}: row {line}"
+        return f"{self.uri}: line {self._line_of(line) if self.counts_records else line}"
+
+    def _line_of(self, record: int) -> int:
+        """The line on which the ``record``-th record (from 1) starts."""
+        if self.kind == "json":
+            return next(n for i, (n, _) in enumerate(self.lines(), start=1) if i == record)
+        with self.open() as f, self.reading():
+            reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8", newline=""))
+            line = 1
+            for index, _ in enumerate(reader):  # the header is record 0
+                if index == record:
+                    return line
+                line = reader.line_num + 1
+        raise ValueError(f"{self.uri} has no record {record}")
+
+    @cached_property
+    def _protocol(self) -> str:
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return "" if protocol in ("file", "local") else protocol
 
     def resolve(self, value: str) -> str:
         """A path as the manifest writes it, as a URI: relative paths from the file's folder, on
         its store; URIs and absolute local paths as they are."""
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        protocol = "" if protocol in ("file", "local") else protocol
+        protocol = self._protocol
         if "://" in value or (not protocol and value.startswith("/")):
             return value
         joined = posixpath.normpath(posixpath.join(posixpath.dirname(self.path), value))

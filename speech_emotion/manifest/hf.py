@@ -47,7 +47,7 @@ def _audio_type(schema: pa.Schema, column: str) -> pa.StructType | None:
     return kind if "bytes" in names else None
 
 
-def read_hf(file: ManifestFile, config: ManifestConfig) -> pa.Table:
+def read_hf(file: ManifestFile, config: ManifestConfig) -> tuple[ManifestFile, pa.Table]:
     """The shard's entries: every row, its audio referred to, its small columns read."""
     import pyarrow.parquet as pq
 
@@ -80,4 +80,4 @@ def read_hf(file: ManifestFile, config: ManifestConfig) -> pa.Table:
             columns[entry] = read(table, name)
         except ManifestError as exc:
             raise ManifestError(f"{file.uri}: {exc}") from exc
-    return entries_table(rows, **columns)
+    return file, entries_table(rows, **columns)

@@ -27,7 +27,7 @@ def claims(record: dict, config: ManifestConfig) -> bool:
     return AUDIO_KEY in record and config.audio_column not in record
 
 
-def read_nemo(file: ManifestFile, config: ManifestConfig) -> pa.Table:
+def read_nemo(file: ManifestFile, config: ManifestConfig) -> tuple[ManifestFile, pa.Table]:
     if file.kind != "json":
         raise ManifestError(f"{file.uri}: a nemo manifest is JSON lines, not {file.kind}")
     entries = Entries()
@@ -43,4 +43,4 @@ def read_nemo(file: ManifestFile, config: ManifestConfig) -> pa.Table:
             offset_s=seconds(record.get("offset"), where, "offset"),
             duration_s=seconds(record.get("duration"), where, "duration"),
         )
-    return entries.table()
+    return file, entries.table()

@@ -5,6 +5,7 @@ settings name (``--audio-column``, ``--id-column``, ..., ``--offset-column``,
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 
 import pyarrow as pa
@@ -32,21 +33,47 @@ def named_columns(config: ManifestConfig) -> dict[str, str]:
 _SECONDS = ("offset_s", "duration_s")
 
 
-def read_table(file: ManifestFile, config: ManifestConfig) -> pa.Table:
-    """The file's entries."""
+def read_table(file: ManifestFile, config: ManifestConfig) -> tuple[ManifestFile, pa.Table]:
+    """The file's entries, with the file as they number its rows."""
     if file.kind == "parquet":
-        return _read_parquet(file, config)
+        return file, _read_parquet(file, config)
+    try:
+        return dataclasses.replace(file, counts_records=True), _read_text_fast(file, config)
+    except (ManifestError, pa.ArrowException):
+        # Value by value: slower (Python's JSON and CSV), but it says which line is wrong, and
+        # takes what pyarrow's type inference refuses (a column of numbers and text).
+        return file, _read_text(file, config)
+
+
+def _read_text_fast(file: ManifestFile, config: ManifestConfig) -> pa.Table:
+    """JSON lines or CSV through pyarrow, whole columns at once."""
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+
+    names = named_columns(config)
+    with file.open() as f:
+        if file.kind == "json":
+            table = pajson.read_json(f)
+        else:
+            # Read named text columns as text: ids like "007" must not become integers.
+            types = {name: pa.string() for entry, name in names.items() if entry not in _SECONDS}
+            options = pacsv.ConvertOptions(column_types=types)
+            table = pacsv.read_csv(f, convert_options=options)
+    return _from_columns(file, config, table)
+
+
+def _read_text(file: ManifestFile, config: ManifestConfig) -> pa.Table:
     rows = _csv_rows(file) if file.kind == "csv" else file.records()
     entries, seen = Entries(), {}
+    named = [
+        (entry, name, seconds if entry in _SECONDS else text)
+        for entry, name in named_columns(config).items()
+    ]
     for line, row in rows:
         seen.update(dict.fromkeys(row))
         where = file.where(line)
         entries.add(
-            line,
-            **{
-                entry: (seconds if entry in _SECONDS else text)(row.get(name), where, name)
-                for entry, name in named_columns(config).items()
-            },
+            line, **{entry: read(row.get(name), where, name) for entry, name, read in named}
         )
     table = entries.table()
     if table.num_rows and config.audio_column not in seen:
@@ -83,14 +110,19 @@ def _read_parquet(file: ManifestFile, config: ManifestConfig) -> pa.Table:
             _no_audio_column(file, config, schema.names)
         names = [name for name in named_columns(config).values() if name in schema.names]
         table = pq.read_table(f, columns=list(dict.fromkeys(names)))
-    where = f"{file.uri}: "
+    return _from_columns(file, config, table)
+
+
+def _from_columns(file: ManifestFile, config: ManifestConfig, table: pa.Table) -> pa.Table:
+    if table.num_rows and config.audio_column not in table.column_names:
+        _no_audio_column(file, config, table.column_names)
     columns = {}
     for entry, name in named_columns(config).items():
         try:
             read = seconds_column if entry in _SECONDS else text_column
             columns[entry] = read(table, name)
         except ManifestError as exc:
-            raise ManifestError(where + str(exc)) from exc
+            raise ManifestError(f"{file.uri}: {exc}") from exc
     return entries_table(table.num_rows, **columns)
 
 
