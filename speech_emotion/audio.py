@@ -26,7 +26,7 @@ import soxr
 from speech_emotion.clips import RATE_HZ
 from speech_emotion.errors import ErrorCode, RowError
 
-__all__ = ["TARGET_SAMPLE_RATE_HZ", "DecodedAudio", "decode_audio"]
+__all__ = ["TARGET_SAMPLE_RATE_HZ", "DecodedAudio", "decode_audio", "seekable"]
 
 logger = logging.getLogger(__name__)
 
@@ -316,6 +316,16 @@ def decode_audio(
         duration_s=collected.frames / collected.sample_rate_hz,
         split=tuple(tracks) if split_channels else None,
     )
+
+
+def seekable(data: bytes) -> bool:
+    """Whether a span of the file is reached by seeking (libsndfile reads it: wav, flac, mp3,
+    ogg), rather than by decoding from its start (FFmpeg: m4a, ...)."""
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as sound_file:
+            return bool(sound_file.seekable())
+    except _SOUNDFILE_INPUT_ERRORS:
+        return False
 
 
 _NewCollector = Callable[[float | None], _Collector]

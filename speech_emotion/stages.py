@@ -41,7 +41,7 @@ from .fetch import Prefetcher
 from .memory import annotate_within_memory
 from .schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
 from .segments import Segmenter
-from .spans import Piece, Span, cut, plan_pieces, spans_of
+from .spans import MAX_GAP_S, Piece, Span, by_file, cut, plan_pieces, spans_of
 from .tally import Report
 from .windows import Window, plan_windows
 
@@ -135,15 +135,7 @@ class DecodeStage:
         ids = batch["id"].to_pylist()
         # After a worker died on this batch: one recording at a time, each marked (crashes.py).
         isolating = self._crashes if self._crashes and self._crashes.start_batch(ids) else None
-        spans = spans_of(batch)
-        pieces = plan_pieces(
-            batch["audio"].to_pylist(),
-            spans,
-            split_channels=self.config.channels == "split",
-            longest_s=self.config.longest_s,
-            share=isolating is None,
-        )
-        for recording, audio in self._recordings(pieces, spans, ids, isolating):
+        for recording, audio in self._recordings(batch, ids, isolating):
             self._figures["recordings"] += 1
             if not isinstance(audio, RowError):
                 self._figures["audio_s"] += audio.duration_s
@@ -174,32 +166,44 @@ class DecodeStage:
         return table
 
     def _recordings(
-        self,
-        pieces: list[Piece],
-        spans: list[Span],
-        ids: list[str],
-        isolating: CrashGuard | None,
+        self, batch: pa.Table, ids: list[str], isolating: CrashGuard | None
     ) -> Iterator[tuple[int, DecodedAudio | RowError]]:
-        """Each recording's audio, or why it has none, piece by piece: each file read once, each
-        piece decoded once. Isolating, each piece is one recording, marked while in hand."""
-        fetched = self._prefetch(list(dict.fromkeys(piece.audio for piece in pieces)))
-        last = {piece.audio: i for i, piece in enumerate(pieces)}
-        data: bytes | RowError | None = None
-        for i, piece in enumerate(pieces):
-            if data is None:
-                with self._timing("fetch_wait_s"):
-                    data = next(fetched)
-            item = ids[piece.rows[0]]
-            crashed = isolating.start_item(item) if isolating else None
-            with self._timing("decode_s"):
-                decoded = crashed or self._decode(data, piece)
-            if last[piece.audio] == i:
-                data = None  # the encoded file goes before the windows are made
-            for recording in piece.rows:
-                yield recording, _cut(decoded, piece, spans[recording])
-            del decoded
-            if isolating and crashed is None:
-                isolating.end_item(item)
+        """Each recording's audio, or why it has none, file by file and piece by piece: each
+        file read once, each piece decoded once. Isolating, each piece is one recording, marked
+        while in hand."""
+        spans = spans_of(batch)
+        files = by_file(batch["audio"].to_pylist())
+        fetched = self._prefetch(list(files))
+        for ref, rows in files.items():
+            # Taken with next(), not zipped: zip would keep the last file's bytes alive.
+            with self._timing("fetch_wait_s"):
+                data = next(fetched)
+            pieces = self._pieces(ref, rows, spans, data, share=isolating is None)
+            for i, piece in enumerate(pieces):
+                item = ids[piece.rows[0]]
+                crashed = isolating.start_item(item) if isolating else None
+                with self._timing("decode_s"):
+                    decoded = crashed or self._decode(data, piece)
+                if i == len(pieces) - 1:
+                    del data  # the encoded file goes before the windows are made
+                for recording in piece.rows:
+                    yield recording, _cut(decoded, piece, spans[recording])
+                del decoded
+                if isolating and crashed is None:
+                    isolating.end_item(item)
+
+    def _pieces(
+        self, ref: str, rows: list[int], spans: list[Span], data: bytes | RowError, share: bool
+    ) -> list[Piece]:
+        return plan_pieces(
+            ref,
+            rows,
+            spans,
+            split_channels=self.config.channels == "split",
+            longest_s=self.config.longest_s,
+            max_gap_s=MAX_GAP_S if len(rows) > 1 and _seeks(data) else None,
+            share=share,
+        )
 
     def _decode(self, data: bytes | RowError, piece: Piece) -> DecodedAudio | RowError:
         from .audio import decode_audio
@@ -279,6 +283,12 @@ class DecodeStage:
             features=audio_features(self._features, samples) if self._features else None,
             waveform=samples if self._features is None else None,
         )
+
+
+def _seeks(data: bytes | RowError) -> bool:
+    from .audio import seekable
+
+    return isinstance(data, bytes) and seekable(data)
 
 
 def _cut(decoded: DecodedAudio | RowError, piece: Piece, span: Span) -> DecodedAudio | RowError:

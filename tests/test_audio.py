@@ -13,7 +13,7 @@ import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speech_emotion.audio import TARGET_SAMPLE_RATE_HZ, DecodedAudio, decode_audio
+from speech_emotion.audio import TARGET_SAMPLE_RATE_HZ, DecodedAudio, decode_audio, seekable
 from speech_emotion.errors import ErrorCode, RowError
 from tests import audiogen
 
@@ -368,3 +368,10 @@ def test_the_length_limit_is_the_spans_not_the_files() -> None:
     with pytest.raises(RowError) as caught:
         decode_audio(data, start_s=2.0, max_duration_s=3.0)
     assert caught.value.code is ErrorCode.TOO_LONG
+
+
+@pytest.mark.parametrize("fmt", audiogen.FORMATS)
+def test_spans_are_reached_by_seeking_in_what_libsndfile_reads(fmt: str) -> None:
+    data = audiogen.encode(audiogen.tone(0.5, 16000, 1), 16000, fmt)
+    assert seekable(data) is (fmt != "m4a")
+    assert seekable(b"not audio") is False

@@ -13,7 +13,7 @@ from speech_emotion.audio import decode_audio
 from speech_emotion.config import DecodeConfig, ManifestConfig, SegmentConfig
 from speech_emotion.errors import ErrorCode, RowError
 from speech_emotion.manifest import read_manifest
-from speech_emotion.spans import END_TOLERANCE_S, Piece, Span, cut, plan_pieces
+from speech_emotion.spans import END_TOLERANCE_S, Piece, Span, by_file, cut, plan_pieces
 from speech_emotion.stages import DecodeStage
 
 from .audiogen import encode, pcm16
@@ -24,49 +24,53 @@ from .test_stages import clips_of, decode
 # -- which pieces a batch decodes ----------------------------------------------------------------
 
 
-def pieces_of(refs, spans, **options) -> list[tuple[str, float, float | None, bool, tuple]]:
+def pieces_of(rows, spans, **options) -> list[tuple[float, float | None, bool, tuple]]:
     options = {"split_channels": False, "longest_s": 60.0, **options}
-    return [
-        (p.audio, p.start_s, p.end_s, p.split, p.rows) for p in plan_pieces(refs, spans, **options)
+    return [(p.start_s, p.end_s, p.split, p.rows) for p in plan_pieces("f", rows, spans, **options)]
+
+
+def test_a_files_rows_are_in_the_order_it_first_appears():
+    assert by_file(["b", "a", "b", "c", "a"]) == {"b": [0, 2], "a": [1, 4], "c": [3]}
+
+
+def test_spans_close_together_are_one_piece_within_the_gap_and_the_length_limit():
+    spans = [Span(50.0, 52.0), Span(1.0, 3.0), Span(2.0, 4.0), Span(8.0, 9.0), Span(54.0, 66.0)]
+    assert pieces_of(range(5), spans) == [
+        # 4 s to 8 s is within the 5 s gap; 9 s to 50 s is not.
+        (1.0, 9.0, False, (1, 2, 3)),
+        # 52 s to 54 s is within the gap too.
+        (50.0, 66.0, False, (0, 4)),
     ]
-
-
-def test_spans_of_one_file_close_together_are_one_piece_files_in_order_of_first_row():
-    refs = ["b", "a", "b", "b", "b", "a"]
-    spans = [Span(50.0, 52.0), Span(), Span(1.0, 3.0), Span(2.0, 4.0), Span(70.0, 75.0), Span()]
-    assert pieces_of(refs, spans) == [
-        # Up to the length limit (60 s) from the first span's start: 1 to 52 s, then 70 to 75 s.
-        ("b", 1.0, 52.0, False, (2, 3, 0)),
-        ("b", 70.0, 75.0, False, (4,)),
-        # Rows of the whole file share its decode.
-        ("a", 0.0, None, False, (1, 5)),
+    # A file the decoder cannot seek in: any gap, up to the length limit (60 s from 1 s).
+    assert pieces_of(range(5), spans, max_gap_s=None) == [
+        (1.0, 52.0, False, (1, 2, 3, 0)),
+        (54.0, 66.0, False, (4,)),
     ]
 
 
 def test_a_span_to_the_end_of_its_file_shares_only_with_spans_starting_where_it_does():
-    spans = [Span(10.0, 11.0), Span(10.0), Span(10.0), Span(20.0)]
-    assert pieces_of(["f"] * 4, spans) == [
-        ("f", 10.0, 11.0, False, (0,)),
-        ("f", 10.0, None, False, (1, 2)),
-        ("f", 20.0, None, False, (3,)),
+    spans = [Span(10.0, 11.0), Span(10.0), Span(10.0), Span(20.0), Span()]
+    assert pieces_of(range(5), spans) == [
+        # Rows of the whole file share its decode.
+        (0.0, None, False, (4,)),
+        (10.0, 11.0, False, (0,)),
+        (10.0, None, False, (1, 2)),
+        (20.0, None, False, (3,)),
     ]
 
 
 def test_rows_on_a_channel_are_decoded_split_and_apart_from_mixed_rows_of_the_same_file():
     spans = [Span(0.0, 1.0, file_channel=1), Span(0.0, 1.0), Span(2.0, 3.0, file_channel=0)]
-    assert pieces_of(["f"] * 3, spans) == [
-        ("f", 0.0, 3.0, True, (0, 2)),
-        ("f", 0.0, 1.0, False, (1,)),
-    ]
+    assert pieces_of(range(3), spans) == [(0.0, 3.0, True, (0, 2)), (0.0, 1.0, False, (1,))]
     # Split by the job, they are all one piece.
-    assert pieces_of(["f"] * 3, spans, split_channels=True) == [("f", 0.0, 3.0, True, (0, 1, 2))]
+    assert pieces_of(range(3), spans, split_channels=True) == [(0.0, 3.0, True, (0, 1, 2))]
 
 
 def test_without_sharing_each_row_is_a_piece_of_its_own():
     spans = [Span(0.0, 1.0), Span(0.5, 2.0)]
-    assert pieces_of(["f", "f"], spans, share=False) == [
-        ("f", 0.0, 1.0, False, (0,)),
-        ("f", 0.5, 2.0, False, (1,)),
+    assert pieces_of(range(2), spans, share=False) == [
+        (0.0, 1.0, False, (0,)),
+        (0.5, 2.0, False, (1,)),
     ]
 
 
