@@ -26,7 +26,7 @@ import soxr
 from speech_emotion.clips import RATE_HZ
 from speech_emotion.errors import ErrorCode, RowError
 
-__all__ = ["TARGET_SAMPLE_RATE_HZ", "DecodedAudio", "decode_audio"]
+__all__ = ["TARGET_SAMPLE_RATE_HZ", "DecodedAudio", "decode_audio", "seekable"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,15 +111,21 @@ class _DecoderFailed(Exception):
 class _Collector:
     """Resamples decoded blocks as they come, keeping only the output: a long file at 48 kHz never
     sits in memory at its own rate. soxr's stream gives the same samples, to the bit, as resampling
-    the whole file at once (tested), so the result is librosa's. Enforces the duration limit."""
+    the whole file at once (tested), so the result is librosa's. Keeps only the frames of the span
+    asked for (``start_s`` to ``end_s``, None: to the end); enforces the duration limit on them."""
 
     max_duration_s: float | None
     split: bool = False
     target_hz: int = TARGET_SAMPLE_RATE_HZ
     declared_s: float | None = None
+    start_s: float = 0.0
+    end_s: float | None = None
     sample_rate_hz: int = 0
     channels: int = 0
     frames: int = 0
+    """Frames kept."""
+    position: int = 0
+    """Frames of the stream passed so far, kept or not (where a seek landed, at first)."""
     _streams: list[soxr.ResampleStream | None] = field(default_factory=list)
     _tracks: list[list[np.ndarray]] = field(default_factory=list)
     _pending: list[list[np.ndarray]] = field(default_factory=list)
@@ -151,7 +157,15 @@ class _Collector:
                 "its channels cannot be split",
                 recognised=True,
             )
-        self._check_finite(interleaved)
+        begin = self.position
+        self.position += interleaved.shape[0]
+        first, last = self.span_frames(sample_rate_hz)
+        low = max(0, first - begin)
+        high = interleaved.shape[0] if last is None else min(interleaved.shape[0], last - begin)
+        if high <= low:
+            return
+        interleaved = interleaved[low:high]
+        self._check_finite(interleaved, begin + low)
         self.frames += interleaved.shape[0]
         self._check_duration()
         if self.split:
@@ -159,6 +173,23 @@ class _Collector:
                 self._feed(channel, np.ascontiguousarray(interleaved[:, channel]))
         else:
             self._feed(0, _mix_to_mono(interleaved))
+
+    def span_frames(self, rate_hz: int) -> tuple[int, int | None]:
+        """The span's first frame and the frame after its last (None: the stream's end)."""
+        last = None if self.end_s is None else round(self.end_s * rate_hz)
+        return round(self.start_s * rate_hz), last
+
+    def seeked(self, position: int, rate_hz: int) -> None:
+        """The decoder skipped to frame ``position`` of a stream at ``rate_hz``."""
+        self.position, self.sample_rate_hz = position, rate_hz
+
+    @property
+    def done(self) -> bool:
+        """Every frame of the span is in: the rest of the stream need not be decoded."""
+        if not self.sample_rate_hz:
+            return False
+        last = self.span_frames(self.sample_rate_hz)[1]
+        return last is not None and self.position >= last
 
     def _stream(self) -> soxr.ResampleStream | None:
         if self.sample_rate_hz == self.target_hz:
@@ -198,7 +229,7 @@ class _Collector:
             out.append(_join(self._tracks[track], size))
         return out
 
-    def _check_finite(self, interleaved: np.ndarray) -> None:
+    def _check_finite(self, interleaved: np.ndarray, at_frame: int) -> None:
         # Float files (WAV, AIFF or CAF in FLOAT or DOUBLE) can hold NaN or infinity where the
         # tool that wrote them divided by zero or overflowed. Such a sample is no sound at all: the
         # resampler smears it over its neighbours and the models' per-clip normalisation over
@@ -208,7 +239,7 @@ class _Collector:
         finite = np.isfinite(interleaved)
         if finite.all():
             return
-        first = self.frames + int(np.argmin(finite.all(axis=1)))
+        first = at_frame + int(np.argmin(finite.all(axis=1)))
         raise RowError(
             ErrorCode.UNDECODABLE,
             f"the audio holds NaN or infinite sample values (the first at "
@@ -238,26 +269,39 @@ def decode_audio(
     target_hz: int = TARGET_SAMPLE_RATE_HZ,
     max_duration_s: float | None = None,
     split_channels: bool = False,
+    start_s: float = 0.0,
+    end_s: float | None = None,
 ) -> DecodedAudio:
     """Decode one audio file's bytes to float32 at ``target_hz``: its channels averaged, or with
-    ``split_channels`` each channel on its own.
+    ``split_channels`` each channel on its own; only the span from ``start_s`` to ``end_s`` (None:
+    the end of the file), which is then what the result's duration and samples are.
 
     Raises :class:`RowError` with ``EMPTY_FILE``, ``UNDECODABLE``, ``NO_AUDIO`` or ``TOO_LONG``
-    for bad input (a file holding NaN or infinite samples is ``UNDECODABLE``); with
-    ``max_duration_s`` set, decoding stops as soon as the limit is passed, judged by the samples
-    decoded, never by the length a header declares.
+    for bad input (a file holding NaN or infinite samples is ``UNDECODABLE``), and
+    ``SPAN_OUTSIDE_AUDIO`` for a span that starts past the file's end; with ``max_duration_s``
+    set, decoding stops as soon as the limit is passed, judged by the samples decoded, never by
+    the length a header declares.
     """
     if target_hz <= 0:
         raise ValueError(f"target_hz must be positive, got {target_hz}")
     if max_duration_s is not None and not max_duration_s > 0:
         raise ValueError(f"max_duration_s must be positive, got {max_duration_s}")
+    if not start_s >= 0 or (end_s is not None and not end_s > start_s):
+        raise ValueError(f"the span {start_s}-{end_s} s is not a span of a file")
     if not data:
         raise RowError(ErrorCode.EMPTY_FILE, "the file is empty (0 bytes)")
 
     def collector(declared_s: float | None) -> _Collector:
-        return _Collector(max_duration_s, split_channels, target_hz, declared_s)
+        return _Collector(max_duration_s, split_channels, target_hz, declared_s, start_s, end_s)
 
     collected = _decode_native(bytes(data), collector)
+    if collected.frames == 0 and collected.position > 0:
+        raise RowError(
+            ErrorCode.SPAN_OUTSIDE_AUDIO,
+            f"the span lies past the end of the file, which holds "
+            f"{collected.position / collected.sample_rate_hz:.3f} s of audio; check the "
+            "manifest's offsets",
+        )
     if collected.frames == 0:
         raise RowError(
             ErrorCode.NO_AUDIO,
@@ -272,6 +316,16 @@ def decode_audio(
         duration_s=collected.frames / collected.sample_rate_hz,
         split=tuple(tracks) if split_channels else None,
     )
+
+
+def seekable(data: bytes) -> bool:
+    """Whether a span of the file is reached by seeking (libsndfile reads it: wav, flac, mp3,
+    ogg), rather than by decoding from its start (FFmpeg: m4a, ...)."""
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as sound_file:
+            return bool(sound_file.seekable())
+    except _SOUNDFILE_INPUT_ERRORS:
+        return False
 
 
 _NewCollector = Callable[[float | None], _Collector]
@@ -336,11 +390,20 @@ def _decode_with_soundfile(data: bytes, new_collector: _NewCollector) -> _Collec
             )
         # Only used to word the TOO_LONG message, never to decide it: mp3 headers can be wrong,
         # and libsndfile reports an unknown length as a huge sentinel.
-        declared_s = sound_file.frames / rate if 0 < sound_file.frames < 2**62 else None
+        known = 0 < sound_file.frames < 2**62
+        declared_s = sound_file.frames / rate if known else None
         collector = new_collector(declared_s)
         try:
+            first, _ = collector.span_frames(rate)
+            if first and sound_file.seekable():
+                # libsndfile seeks to the sample (wav, flac, and mp3 through mpg123's index).
+                collector.seeked(
+                    sound_file.seek(min(first, sound_file.frames) if known else first), rate
+                )
             for block in _soundfile_blocks(sound_file):
                 collector.add(block, rate)
+                if collector.done:
+                    break
         except _SOUNDFILE_INPUT_ERRORS as exc:
             logger.debug("soundfile failed while decoding", exc_info=True)
             raise _DecoderFailed(_soundfile_reason(exc), recognised=True) from None
@@ -369,17 +432,21 @@ def _decode_with_pyav(data: bytes, new_collector: _NewCollector) -> _Collector:
         collector = new_collector(_declared_duration_s(stream))
         damaged: list[av.FFmpegError] = []
         try:
+            # A span's start is reached by decoding and counting samples, not by seeking: FFmpeg
+            # lands on a packet before the time asked, and some containers' timestamps are off.
             for frame in _as_packed_float(_decoded_frames(container, stream, damaged)):
                 channels = frame.layout.nb_channels
                 # Packed frames are one interleaved row; to_ndarray of planar frames is avoided
                 # because PyAV reads past the plane pointers of 8-channel frames and segfaults.
                 interleaved = frame.to_ndarray().reshape(-1, channels)
                 collector.add(interleaved, frame.sample_rate)
+                if collector.done:
+                    break
         except _PYAV_INPUT_ERRORS as exc:
             logger.debug("PyAV failed while decoding", exc_info=True)
             raise _DecoderFailed(_pyav_reason(exc), recognised=True) from None
 
-    if damaged and not collector.frames:
+    if damaged and not collector.position:
         raise _DecoderFailed(_pyav_reason(damaged[-1]), recognised=True)
     if damaged:
         logger.info(

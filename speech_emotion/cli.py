@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from .config import (
     CHANNEL_MODES,
+    MANIFEST_FORMATS,
     MODES,
     OUTPUT_FORMATS,
     SEGMENT_MODES,
@@ -50,10 +51,24 @@ EXIT_NOTHING_OK = 3
 EXIT_TOO_MANY_ERRORS = 4
 
 _MANIFEST_HELP = """\
-The manifest: a JSONL, CSV or Parquet file, or a folder/prefix of them, at any fsspec URI (a
-path, s3://, gs://, ...). One row per recording: `audio` (required; a URI, or a path relative to
-the manifest's folder), `id` (optional, unique; else a hash of the audio URI), `text` (optional
-transcript: Whisper is skipped for whole clips), `language` (optional code forced on Whisper).
+The manifest: a file, or a folder/prefix of them, at any fsspec URI (a path, s3://, gs://, ...);
+.gz, .zst and .bz2 text files are read as such. --manifest-format (auto: from the files):
+
+  table   JSONL, CSV or Parquet, one row per recording: `audio` (required; a URI, or a path
+          relative to the manifest's folder), `id` (optional, unique; else a hash of the audio
+          and span), `text` (optional transcript: Whisper is skipped for whole clips),
+          `language` (optional code forced on Whisper), `offset_s` and `duration_s` (optional:
+          only that span of the file is annotated)
+  hf      Hugging Face audio datasets: Parquet shards whose `audio` column holds the files
+          ({bytes, path}); decode workers read each row's bytes from the shard
+  nemo    NeMo JSON lines: audio_filepath, offset, duration, text, lang
+  lhotse  recordings + supervisions (.jsonl.gz; a row per supervision, on its channel, with its
+          speaker), or cuts
+
+A span of a file is annotated as a file of its own (start_s/end_s: its place in the file): it is
+segmented when longer than --segment-over-s, and --min/--max-duration-s are its length's limits;
+a lhotse supervision is on its channel whatever --channels says. A span the file does not hold
+is a span_outside_audio row.
 
 Audio must be on the manifest's own store: its bucket for a manifest in object storage, the
 local disk for a local one (--allowed-prefix widens or narrows it). A manifest whose audio is
@@ -284,8 +299,23 @@ def build_parser() -> argparse.ArgumentParser:
         "exist), or Iceberg table",
     )
     _add_output_options(annotate)
+    _option(
+        annotate,
+        "--manifest-format",
+        ManifestConfig,
+        "format",
+        choices=MANIFEST_FORMATS,
+        help="table, hf, nemo, lhotse, or auto: decided from the files (see below)",
+    )
     for column in ("audio", "id", "text", "language"):
         _option(annotate, f"--{column}-column", ManifestConfig, help=f"manifest column: {column}")
+    for column in ("offset", "duration"):
+        _option(
+            annotate,
+            f"--{column}-column",
+            ManifestConfig,
+            help=f"manifest column: a span's {column}, seconds",
+        )
     _add_model_options(annotate)
     _option(
         annotate,
@@ -426,10 +456,13 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
     return JobConfig(
         manifest=ManifestConfig(
             uri=args.manifest,
+            format=args.manifest_format,
             audio_column=args.audio_column,
             id_column=args.id_column,
             text_column=args.text_column,
             language_column=args.language_column,
+            offset_column=args.offset_column,
+            duration_column=args.duration_column,
         ),
         output=_output_config(args),
         decode=DecodeConfig(

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_EMOTION_MODELS",
     "DEFAULT_TEXT_ENCODERS",
     "DEFAULT_WHISPER_MODEL",
+    "MANIFEST_FORMATS",
     "ManifestConfig",
     "OutputConfig",
     "SegmentConfig",
@@ -75,20 +76,40 @@ def require(ok: bool, name: str, value: object, expected: str) -> None:
         raise ConfigError(f"{name}={value!r} is invalid: expected {expected}")
 
 
+MANIFEST_FORMATS = ("auto", "table", "hf", "nemo", "lhotse")
+
+
 @dataclass(frozen=True)
 class ManifestConfig:
-    """Where the manifest is and what its columns are called."""
+    """Where the manifest is, in which format, and what its columns are called."""
 
     uri: str
-    """A JSONL, CSV or Parquet file, or a folder/prefix of them, at any fsspec URI."""
+    """A manifest file, or a folder/prefix of them, at any fsspec URI (.gz, .zst, .bz2 read as
+    such)."""
+    format: str = "auto"
+    """table: JSONL/CSV/Parquet with named columns; hf: Parquet shards with the audio inside;
+    nemo: NeMo JSON lines; lhotse: recordings + supervisions, or cuts; auto: from the files."""
     audio_column: str = "audio"
-    """Column holding the audio URI or a path relative to the manifest file."""
+    """Column holding the audio URI or a path relative to the manifest file (hf: the struct
+    holding the audio's bytes)."""
     id_column: str = "id"
     """Optional column with a unique id; when absent, ids are hashes of the audio URI."""
     text_column: str = "text"
     """Optional column with a transcript; non-empty values skip Whisper."""
     language_column: str = "language"
     """Optional column with a per-row language code."""
+    offset_column: str = "offset_s"
+    """Optional column: where the row's span of the file starts, seconds."""
+    duration_column: str = "duration_s"
+    """Optional column: how long the row's span is, seconds; empty: to the end of the file."""
+
+    def __post_init__(self) -> None:
+        require(
+            self.format in MANIFEST_FORMATS,
+            "manifest_format",
+            self.format,
+            f"one of {', '.join(MANIFEST_FORMATS)}",
+        )
 
 
 OUTPUT_FORMATS = ("parquet", "delta", "iceberg")

@@ -69,9 +69,9 @@ def to_table(batch: pa.Table, windows: list[DecodedWindow]) -> pa.Table:
         for name in recordings.column_names
         if DECODED_CLIP.get_field_index(name) >= 0
     }
-    starts = recordings["start_s"].to_pylist()
+    places = zip(recordings["start_s"].to_pylist(), recordings["channel"].to_pylist(), strict=True)
     texts = recordings["text"].to_pylist()
-    values = [_clip_columns(c, start) for c, start in zip(clips, starts, strict=True)]
+    values = [_clip_columns(c, *place) for c, place in zip(clips, places, strict=True)]
     for name, kind in _CLIP_COLUMN_TYPES.items():
         columns[name] = pa.array([v[name] for v in values], kind)
     # A transcript given for a recording is not a segment's.
@@ -121,22 +121,27 @@ _CLIP_COLUMN_TYPES = {
 }
 
 
-def _clip_columns(row: DecodedClip, recording_start_s: float) -> dict[str, Any]:
-    """A clip's place in its file and what the file is; for a failed recording, what is known."""
+def _clip_columns(
+    row: DecodedClip, recording_start_s: float, recording_channel: int | None
+) -> dict[str, Any]:
+    """A clip's place in its file and what the file is; for a failed recording, what is known.
+    A recording on a channel the manifest names (a span of a file) is on that channel."""
     audio, clip, error = row.audio, row.clip, row.error
     start_s, end_s, duration_s = recording_start_s, None, None
     if clip is not None:
-        start_s, end_s = recording_start_s + clip.start_s, recording_start_s + clip.end_s
+        start_s = _in_file(recording_start_s, clip.start_s)
+        end_s = _in_file(recording_start_s, clip.end_s)
         duration_s = clip.duration_s
     elif audio is not None:
         duration_s = audio.duration_s
-        end_s = start_s + duration_s
+        end_s = _in_file(start_s, duration_s)
+    channel = clip.channel if clip else None
     return {
         "start_s": start_s,
         "end_s": end_s,
         "duration_s": duration_s,
         "recording_duration_s": audio.duration_s if audio else None,
-        "channel": clip.channel if clip else None,
+        "channel": recording_channel if recording_channel is not None else channel,
         "segment_index": clip.segment_index if clip else None,
         "segment_count": clip.segment_count if clip else None,
         "sample_rate_hz": audio.sample_rate_hz if audio else None,
@@ -145,6 +150,14 @@ def _clip_columns(row: DecodedClip, recording_start_s: float) -> dict[str, Any]:
         "error": error.reason("decode") if error else None,
         "window_offset_s": row.offset_s,
     }
+
+
+def _in_file(recording_start_s: float, seconds: float) -> float:
+    """Seconds into a recording as seconds into its file. A span's start (a manifest's decimal)
+    plus sample times would carry float noise (0.1 + 0.2); nanoseconds are far below a sample."""
+    if not recording_start_s:
+        return seconds
+    return round(recording_start_s + seconds, 9)
 
 
 _EMPTY = np.zeros(0, np.float32)

@@ -34,6 +34,7 @@ class ErrorCode(str, Enum):
     TOO_SHORT = "too_short"
     TOO_LONG = "too_long"
     NO_SPEECH = "no_speech"
+    SPAN_OUTSIDE_AUDIO = "span_outside_audio"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
     UNCERTAIN_LANGUAGE = "uncertain_language"
     OUT_OF_MEMORY = "out_of_memory"
@@ -41,12 +42,14 @@ class ErrorCode(str, Enum):
 
 
 # Failures a person fixes in the job's settings or the manifest (an allowed prefix, a language
-# code), not in the recording: they never use up a recording's attempts.
+# code, a span the file does not hold), not in the recording: they never use up a recording's
+# attempts.
 SETTINGS_ERRORS = frozenset(
     {
         ErrorCode.OUTSIDE_ALLOWED_PREFIXES,
         ErrorCode.UNSUPPORTED_LANGUAGE,
         ErrorCode.UNCERTAIN_LANGUAGE,
+        ErrorCode.SPAN_OUTSIDE_AUDIO,
     }
 )
 

@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 # 2: clip identity columns (channel, segment_index, segment_count), recording_duration_s.
-# 3: model_language (each clip's language picks its models).
+# 3: model_language (each clip's language picks its models); speaker; start_s/end_s place a
+# manifest's span (NeMo, lhotse) in its file.
 SCHEMA_VERSION = "3"
 
 STATUS_OK = "ok"
@@ -34,16 +35,26 @@ SOURCE_MANIFEST = "manifest"
 SOURCE_WHISPER = "whisper"
 
 # A recording is one manifest row; the decode stage turns it into the clips it annotates (the whole
-# file, or its speech segments, per channel where channels are split), each a row of its own.
+# file or span, or its speech segments, per channel where channels are split), each a row of its
+# own.
 RECORDING_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
+        # A URI, or a row of a Parquet shard: ``<shard>#row=<n>&column=<name>`` (fetch.py).
         pa.field("audio", pa.string(), nullable=False),
         pa.field("text", pa.string()),
         pa.field("language", pa.string()),
+        # Where the recording lies in its file, seconds: a manifest's span; 0 and null (to the
+        # end) for the whole file.
         pa.field("start_s", pa.float64(), nullable=False),
         pa.field("end_s", pa.float64()),
         pa.field("attempt", pa.int32(), nullable=False),
+        # The channel the manifest names (a lhotse supervision's), written as the rows' channel;
+        # null: the file's channels as --channels says.
+        pa.field("channel", pa.int32()),
+        # Where that channel is in the audio file (a recording's channels may be several files).
+        pa.field("file_channel", pa.int32()),
+        pa.field("speaker", pa.string()),
     ]
 )
 
@@ -54,7 +65,7 @@ CLIP_IDENTITY = ("id", "channel", "segment_index")
 # clips in it (windows.py). A recording that failed in decode is one window holding one clip
 # whose error_code/error are set and which has no audio.
 DECODED_CLIP = pa.struct(
-    [f for f in RECORDING_SCHEMA if f.name not in ("start_s", "end_s")]
+    [f for f in RECORDING_SCHEMA if f.name not in ("start_s", "end_s", "channel", "file_channel")]
     + [
         pa.field("channel", pa.int32()),
         pa.field("segment_index", pa.int32()),
@@ -91,9 +102,13 @@ DECODED_SCHEMA = pa.schema(
 _OUTPUT_COLUMNS: list[tuple[pa.Field, str]] = [
     (
         pa.field("id", pa.string(), nullable=False),
-        "Manifest id, or a stable hash of the audio URI.",
+        "Manifest id, or a stable hash of the audio URI (and span).",
     ),
-    (pa.field("audio", pa.string(), nullable=False), "Resolved URI of the audio file."),
+    (
+        pa.field("audio", pa.string(), nullable=False),
+        "Resolved URI of the audio file; `<shard>#row=N&column=C` for audio inside a Parquet "
+        "dataset.",
+    ),
     (pa.field("status", pa.string(), nullable=False), "`ok` or `error`."),
     (
         pa.field("error_code", pa.string()),
@@ -105,8 +120,10 @@ _OUTPUT_COLUMNS: list[tuple[pa.Field, str]] = [
     ),
     (
         pa.field("channel", pa.int32()),
-        "Channel of the file the clip was taken from, 0-based; null when channels are mixed.",
+        "Channel of the file the clip was taken from, 0-based: the manifest's (a lhotse "
+        "supervision's), else each channel's with `--channels split`; null when mixed.",
     ),
+    (pa.field("speaker", pa.string()), "Speaker the manifest names (lhotse), if any."),
     (
         pa.field("segment_index", pa.int32()),
         "Place of the segment in time among its recording's on the same channel: 0, 1, ... "
@@ -119,16 +136,18 @@ _OUTPUT_COLUMNS: list[tuple[pa.Field, str]] = [
     ),
     (
         pa.field("start_s", pa.float64(), nullable=False),
-        "Clip start within the file, seconds: a segment's first sample / 16000, exactly.",
+        "Clip start within the file, seconds: the manifest span's start (0 without one), plus a "
+        "segment's first sample / 16000.",
     ),
     (
         pa.field("end_s", pa.float64()),
-        "Clip end within the file, seconds: a segment's end sample / 16000 (null if undecoded).",
+        "Clip end within the file, seconds: the span's or segment's end (null if undecoded).",
     ),
     (pa.field("duration_s", pa.float64()), "Decoded duration of the clip, seconds."),
     (
         pa.field("recording_duration_s", pa.float64()),
-        "Decoded duration of the whole recording, seconds (null if undecoded).",
+        "Decoded duration of the recording: the whole file, or the manifest's span of it, "
+        "seconds (null if undecoded).",
     ),
     (pa.field("sample_rate_hz", pa.int32()), "Sample rate of the original file."),
     (pa.field("channels", pa.int32()), "Channel count of the original file."),

@@ -43,6 +43,7 @@ from .languages import Classifiers
 from .memory import annotate_within_memory
 from .schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
 from .segments import Segmenter
+from .spans import MAX_GAP_S, Piece, Span, by_file, cut, plan_pieces, spans_of
 from .tally import Report
 from .windows import Window, plan_windows
 
@@ -85,7 +86,9 @@ _MAX_BLOCK_SAMPLES = 600 * RATE_HZ
 class DecodeStage:
     """Fetches and decodes each recording to 16 kHz float32 (channels mixed, or split), records
     its original format, cuts it into clips (:mod:`clips`, :mod:`segments`) and groups them into
-    the windows Whisper will hear (:mod:`windows`).
+    the windows Whisper will hear (:mod:`windows`). A recording that is a span of a file (on one
+    of its channels) is cut from the file's piece that its batch decoded once for all its spans
+    there (:mod:`spans`).
 
     Given the emotion model's feature settings (``features``: one for all, or by a recording's
     language, None for one without), it computes each clip's input features here on a CPU
@@ -139,27 +142,17 @@ class DecodeStage:
         ids = batch["id"].to_pylist()
         # After a worker died on this batch: one recording at a time, each marked (crashes.py).
         isolating = self._crashes if self._crashes and self._crashes.start_batch(ids) else None
-        fetched = self._prefetch(batch["audio"].to_pylist())
-        for recording, text in enumerate(has_text):
-            # Taken with next(), not zipped: zip and enumerate keep their last tuple, and with it
-            # the encoded file, alive while its windows are made.
-            with self._timing("fetch_wait_s"):
-                data = next(fetched)
-            crashed = isolating.start_item(ids[recording]) if isolating else None
-            with self._timing("decode_s"):
-                audio = crashed or self._decode(data)
-            del data
+        for recording, audio in self._recordings(batch, ids, isolating):
             self._figures["recordings"] += 1
             if not isinstance(audio, RowError):
                 self._figures["audio_s"] += audio.duration_s
-            for row in self._windows(recording, audio, text, languages[recording]):
+            for row in self._windows(recording, audio, has_text[recording], languages[recording]):
                 rows.append(row)
                 values += row.values
                 if values >= _MAX_BLOCK_SAMPLES:
                     yield self._table(batch, rows, started)
                     rows, values, yielded, started = [], 0, True, time.perf_counter()
-            if isolating and crashed is None:
-                isolating.end_item(ids[recording])
+            del audio
         if rows or not yielded:
             yield self._table(batch, rows, started)
         if self._crashes is not None:
@@ -179,7 +172,47 @@ class DecodeStage:
         self._figures = defaultdict(float)
         return table
 
-    def _decode(self, data: bytes | RowError) -> DecodedAudio | RowError:
+    def _recordings(
+        self, batch: pa.Table, ids: list[str], isolating: CrashGuard | None
+    ) -> Iterator[tuple[int, DecodedAudio | RowError]]:
+        """Each recording's audio, or why it has none, file by file and piece by piece: each
+        file read once, each piece decoded once. Isolating, each piece is one recording, marked
+        while in hand."""
+        spans = spans_of(batch)
+        files = by_file(batch["audio"].to_pylist())
+        fetched = self._prefetch(list(files))
+        for ref, rows in files.items():
+            # Taken with next(), not zipped: zip would keep the last file's bytes alive.
+            with self._timing("fetch_wait_s"):
+                data = next(fetched)
+            pieces = self._pieces(ref, rows, spans, data, share=isolating is None)
+            for i, piece in enumerate(pieces):
+                item = ids[piece.rows[0]]
+                crashed = isolating.start_item(item) if isolating else None
+                with self._timing("decode_s"):
+                    decoded = crashed or self._decode(data, piece)
+                if i == len(pieces) - 1:
+                    del data  # the encoded file goes before the windows are made
+                for recording in piece.rows:
+                    yield recording, _cut(decoded, piece, spans[recording])
+                del decoded
+                if isolating and crashed is None:
+                    isolating.end_item(item)
+
+    def _pieces(
+        self, ref: str, rows: list[int], spans: list[Span], data: bytes | RowError, share: bool
+    ) -> list[Piece]:
+        return plan_pieces(
+            ref,
+            rows,
+            spans,
+            split_channels=self.config.channels == "split",
+            longest_s=self.config.longest_s,
+            max_gap_s=MAX_GAP_S if len(rows) > 1 and _seeks(data) else None,
+            share=share,
+        )
+
+    def _decode(self, data: bytes | RowError, piece: Piece) -> DecodedAudio | RowError:
         from .audio import decode_audio
 
         if isinstance(data, RowError):
@@ -189,7 +222,9 @@ class DecodeStage:
             return decode_audio(
                 data,
                 max_duration_s=self.config.longest_s,
-                split_channels=self.config.channels == "split",
+                split_channels=piece.split,
+                start_s=piece.start_s,
+                end_s=piece.end_s,
             )
         except RowError as exc:
             return exc
@@ -270,6 +305,16 @@ class DecodeStage:
             features=audio_features(features, samples) if features else None,
             waveform=samples if features is None else None,
         )
+
+
+def _seeks(data: bytes | RowError) -> bool:
+    from .audio import seekable
+
+    return isinstance(data, bytes) and seekable(data)
+
+
+def _cut(decoded: DecodedAudio | RowError, piece: Piece, span: Span) -> DecodedAudio | RowError:
+    return decoded if isinstance(decoded, RowError) else cut(decoded, piece, span)
 
 
 def _window_key(first_clip: dict) -> str:

@@ -13,7 +13,7 @@ import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speech_emotion.audio import TARGET_SAMPLE_RATE_HZ, DecodedAudio, decode_audio
+from speech_emotion.audio import TARGET_SAMPLE_RATE_HZ, DecodedAudio, decode_audio, seekable
 from speech_emotion.errors import ErrorCode, RowError
 from tests import audiogen
 
@@ -320,3 +320,58 @@ def test_long_audio_is_resampled_as_it_is_decoded_with_the_same_samples_as_at_on
     pcm = audiogen.pcm16(samples[:, 0]) / np.float32(32768)
     expected = soxr.resample(pcm.astype(np.float32), 48000, 16000, quality="HQ")
     np.testing.assert_array_equal(decoded.waveform[: expected.size], expected)
+
+
+# -- spans of a file -----------------------------------------------------------------------------
+
+
+def _noise(seconds: float, rate_hz: int, channels: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return (0.1 * rng.standard_normal((round(seconds * rate_hz), channels))).astype(np.float32)
+
+
+def test_a_span_of_a_16khz_file_is_exactly_its_samples() -> None:
+    samples = _noise(3.0, 16000)
+    span = decode_audio(audiogen.encode(samples, 16000, "wav"), start_s=1.25, end_s=2.0)
+    assert span.duration_s == 0.75
+    np.testing.assert_array_equal(
+        span.waveform, audiogen.pcm16(samples[20000:32000, 0]) / np.float32(32768.0)
+    )
+
+
+@pytest.mark.parametrize("fmt", audiogen.FORMATS)
+def test_a_span_decodes_to_what_the_whole_file_holds_there(fmt: str) -> None:
+    # Seeking (libsndfile) or decoding and counting (FFmpeg) lands on the same samples; only the
+    # resampler's first and last few samples differ, started at the span rather than the file.
+    data = audiogen.encode(_noise(4.0, 44100, 2), 44100, fmt)
+    whole = decode_audio(data, split_channels=True)
+    span = decode_audio(data, start_s=1.5, end_s=3.0, split_channels=True)
+    assert len(span.split[1]) == 24000
+    inside = slice(100, -100)
+    np.testing.assert_allclose(
+        span.split[1][inside], whole.split[1][24000:48000][inside], atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("fmt", ["wav", "m4a"])
+def test_a_span_past_the_end_of_the_file_says_where_the_file_ends(fmt: str) -> None:
+    data = audiogen.encode(audiogen.tone(2.0, 16000, 1), 16000, fmt)
+    with pytest.raises(RowError) as caught:
+        decode_audio(data, start_s=5.0, end_s=6.0)
+    assert caught.value.code is ErrorCode.SPAN_OUTSIDE_AUDIO
+    assert "the span lies past the end of the file, which holds 2.0" in caught.value.message
+
+
+def test_the_length_limit_is_the_spans_not_the_files() -> None:
+    data = audiogen.encode(audiogen.tone(10.0, 16000, 1), 16000, "wav")
+    assert decode_audio(data, start_s=8.0, max_duration_s=3.0).duration_s == 2.0
+    with pytest.raises(RowError) as caught:
+        decode_audio(data, start_s=2.0, max_duration_s=3.0)
+    assert caught.value.code is ErrorCode.TOO_LONG
+
+
+@pytest.mark.parametrize("fmt", audiogen.FORMATS)
+def test_spans_are_reached_by_seeking_in_what_libsndfile_reads(fmt: str) -> None:
+    data = audiogen.encode(audiogen.tone(0.5, 16000, 1), 16000, fmt)
+    assert seekable(data) is (fmt != "m4a")
+    assert seekable(b"not audio") is False

@@ -12,6 +12,8 @@ from speech_emotion import fetch
 from speech_emotion.errors import ErrorCode, RowError
 from speech_emotion.fetch import Prefetcher, default_allowed_prefix, within_prefixes
 
+from .manifests import hf_shard
+
 
 def test_a_missing_file_is_a_missing_object_naming_the_uri(tmp_path):
     with pytest.raises(RowError) as raised:
@@ -108,3 +110,33 @@ def test_large_files_are_read_one_ahead_so_memory_stays_bounded(tmp_path, monkey
     got = list(prefetch(files(tmp_path, [64_000] * 6)))
     assert all(isinstance(g, bytes) for g in got)
     assert max(seen) <= 2
+
+
+# -- rows of a Parquet shard ---------------------------------------------------------------------
+
+
+def shard_refs(shard: str, rows) -> list[str]:
+    return [fetch.embedded_ref(shard, row, "audio") for row in rows]
+
+
+def test_rows_of_a_shard_come_in_the_order_asked_and_a_row_it_lacks_says_so(tmp_path):
+    rows = [{"audio": {"bytes": bytes([i]) * (i + 1), "path": None}} for i in range(7)]
+    shard = hf_shard(tmp_path / "s.parquet", rows, row_group_rows=3)
+    refs = [*shard_refs(shard, [5, 0, 6, 9]), str(tmp_path / "gone.wav")]
+    got = list(Prefetcher(threads=2, allowed_prefixes=None)(refs))
+    assert got[:3] == [b"\5" * 6, b"\0", b"\6" * 7]
+    assert [g.code for g in got[3:]] == [ErrorCode.MISSING_OBJECT] * 2
+    assert "has 7 rows, and no row 9" in got[3].message
+
+
+def test_a_shard_outside_the_allowed_prefixes_is_refused_for_each_of_its_rows(tmp_path):
+    shard = hf_shard(tmp_path / "s.parquet", [{"audio": {"bytes": b"x", "path": None}}] * 2)
+    got = fetch.read_refs(shard_refs(shard, [0, 1]), (str(tmp_path / "elsewhere"),))
+    assert [g.code for g in got] == [ErrorCode.OUTSIDE_ALLOWED_PREFIXES] * 2
+    assert within_prefixes(shard_refs(shard, [0])[0], (str(tmp_path),))
+
+
+def test_rows_of_a_shard_in_object_storage_are_read_there(s3, tmp_path):
+    hf_shard(tmp_path / "s.parquet", [{"audio": {"bytes": b"RIFF", "path": "a.wav"}}])
+    shard = s3.put("hub/data/train.parquet", (tmp_path / "s.parquet").read_bytes())
+    assert fetch.read_refs(shard_refs(shard, [0]), ("s3://corpus/",)) == [b"RIFF"]
