@@ -185,12 +185,13 @@ class Annotator:
         )
         self.transcriber = transcriber
         self.language = language
-        self.seconds: defaultdict[str, float] = defaultdict(float)
-        """Time spent in the models since :meth:`take_seconds`: ``whisper_s``, ``emotion_s``."""
+        self.figures: defaultdict[str, float] = defaultdict(float)
+        """What the models did since :meth:`take_figures`: their time (``whisper_s``,
+        ``emotion_s``) and the windows Whisper's encoder ran on (``whisper_windows``)."""
 
-    def take_seconds(self) -> dict[str, float]:
-        """The models' time since the last call, and a fresh start."""
-        spent, self.seconds = dict(self.seconds), defaultdict(float)
+    def take_figures(self) -> dict[str, float]:
+        """The models' figures since the last call, and a fresh start."""
+        spent, self.figures = dict(self.figures), defaultdict(float)
         return spent
 
     def annotate(
@@ -251,13 +252,14 @@ class Annotator:
         pending = [w for w in windows if heard.intersection(w.clips)]
         if pending:
             started = time.perf_counter()
+            self.figures["whisper_windows"] += len(pending)
             transcripts = self._whisper.transcribe(
                 [w.waveform for w in pending],
                 [out[next(i for i in w.clips if i in heard)].language for w in pending],
                 features=[w.log_mel for w in pending],
                 spans=[w.spans if len(w.clips) > 1 else None for w in pending],
             )
-            self.seconds["whisper_s"] += time.perf_counter() - started
+            self.figures["whisper_s"] += time.perf_counter() - started
             for window, transcript in zip(pending, transcripts, strict=True):
                 if window.packed and transcript.stray_words:
                     self._hear_alone(window, heard, out)
@@ -274,6 +276,7 @@ class Annotator:
             (i, span) for i, span in zip(window.clips, window.spans, strict=True) if i in heard
         ]
         started = time.perf_counter()
+        self.figures["whisper_windows"] += len(parts)
         transcripts = self._whisper.transcribe(
             [_part(window.waveform, span, RATE_HZ) for _, span in parts],
             [out[i].language for i, _ in parts],
@@ -282,7 +285,7 @@ class Annotator:
                 for _, span in parts
             ],
         )
-        self.seconds["whisper_s"] += time.perf_counter() - started
+        self.figures["whisper_s"] += time.perf_counter() - started
         for (i, _), transcript in zip(parts, transcripts, strict=True):
             self._heard(out[i], transcript, transcript.text)
             out[i].heard_with = i
@@ -296,10 +299,11 @@ class Annotator:
         pending = [w for w in windows if unknown.intersection(w.clips)]
         if pending and self.transcriber is not None:
             started = time.perf_counter()
+            self.figures["whisper_windows"] += len(pending)
             found = self.transcriber.detect(
                 [w.waveform for w in pending], features=[w.log_mel for w in pending]
             )
-            self.seconds["whisper_s"] += time.perf_counter() - started
+            self.figures["whisper_s"] += time.perf_counter() - started
             for window, (language, probability) in zip(pending, found, strict=True):
                 for i in unknown.intersection(window.clips):
                     out[i].language, out[i].language_probability = language, probability
@@ -359,7 +363,7 @@ class Annotator:
             probabilities = classifier.classify(None, texts, features=features)
         else:
             probabilities = classifier.classify(waves if classifier.needs_audio else None, texts)
-        self.seconds["emotion_s"] += time.perf_counter() - started
+        self.figures["emotion_s"] += time.perf_counter() - started
         labels = classifier.labels
         for i, probs in zip(live, probabilities, strict=True):
             top = int(np.argmax(probs))

@@ -377,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="longer recordings are error rows (default: 1800 with --segment off, else 14400)",
     )
     annotate.add_argument(
+        "--whisper-packing",
+        choices=("on", "off"),
+        default="on",
+        help="on: short clips of several recordings share one of Whisper's 30 s windows, with "
+        "silence between them, and its timestamps give each its words (rows say which window "
+        "in whisper_window); off: a window per clip",
+    )
+    annotate.add_argument(
         "--ray-address",
         help="Ray cluster to join (default: the job's cluster under `ray job submit`, else a "
         "new local Ray)",
@@ -471,6 +479,7 @@ def job_config_from_args(args: argparse.Namespace) -> JobConfig:
             allowed_prefixes=tuple(args.allowed_prefix) if args.allowed_prefix else None,
             segment=_segment_config(args),
             channels=args.channels,
+            whisper_packing=args.whisper_packing == "on",
         ),
         models=_model_config(args),
         resources=ResourceConfig(

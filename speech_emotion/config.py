@@ -209,6 +209,8 @@ class DecodeConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     channels: str = "mix"
     """mix: channels averaged, as the toolkit does; split: each channel annotated on its own."""
+    whisper_packing: bool = True
+    """Short windows of several recordings share one of Whisper's 30 s windows (:mod:`packing`)."""
     fetch_threads: int = 8
     """Concurrent object reads per decode actor; reads are latency-bound, not CPU-bound."""
     allowed_prefixes: tuple[str, ...] | None = None
@@ -454,6 +456,7 @@ class JobConfig:
             "beam_size": models.beam_size,
             "segment": dataclasses.asdict(decode.segment),
             "channels": decode.channels,
+            "whisper_packing": decode.whisper_packing,
             "min_duration_s": decode.min_duration_s,
             "max_duration_s": decode.longest_s,
         }

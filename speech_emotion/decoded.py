@@ -50,6 +50,9 @@ class DecodedWindow:
     clips: list[DecodedClip]
     log_mel: np.ndarray | None = None
     waveform: np.ndarray | None = None
+    packed: bool = False
+    """Its clips come from several windows, one after another with silence between
+    (:mod:`packing`)."""
 
     @property
     def values(self) -> int:
@@ -101,6 +104,7 @@ def to_table(batch: pa.Table, windows: list[DecodedWindow]) -> pa.Table:
                 [m.shape[1] if m is not None else None for m in mels], pa.int32()
             ),
             "waveform": _float_lists([_or_empty(w.waveform) for w in windows]),
+            "packed": pa.array([w.packed for w in windows], pa.bool_()),
         }
     ).cast(DECODED_SCHEMA)
 
@@ -218,6 +222,7 @@ def _window_inputs(
     waves = _views(batch["waveform"])
     mels = _views(batch["whisper_features"])
     mel_frames = batch["whisper_feature_frames"].to_pylist()
+    packed = batch["packed"].to_pylist()
     offsets = clips["window_offset_s"].to_pylist()
     durations = clips["duration_s"].to_pylist()
     return [
@@ -227,6 +232,7 @@ def _window_inputs(
             # [mel bins, frames], row-major.
             log_mel=None if mel_frames[w] is None else mels[w].reshape(-1, mel_frames[w]),
             spans=tuple((offsets[c], offsets[c] + durations[c]) for c in held),
+            packed=packed[w],
         )
         for w, held in enumerate(members)
         if held

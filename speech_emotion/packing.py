@@ -13,11 +13,15 @@ would speak for every clip), are heard alone.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from .clips import RATE_HZ
+from .decoded import DecodedWindow
 
-__all__ = ["GAP_S", "GAP_SAMPLES", "MAX_PACKED_S", "plan_packs"]
+__all__ = ["GAP_S", "GAP_SAMPLES", "MAX_PACKED_S", "Packer", "Unheard", "packable", "plan_packs"]
 
 WINDOW_SAMPLES = 30 * RATE_HZ
 GAP_S = 2.0
@@ -29,6 +33,11 @@ MAX_PACKED_S = 20.0
 timestamps are least sure at the end of a full window."""
 
 
+def packable(samples: int) -> bool:
+    """Whether a window this long may share Whisper's window."""
+    return samples <= round(MAX_PACKED_S * RATE_HZ)
+
+
 def plan_packs(lengths: Sequence[int], keys: Sequence[Hashable | None]) -> list[tuple[int, ...]]:
     """Which windows share a 30 s window: groups of indices, in order, each window in exactly one.
 
@@ -36,11 +45,10 @@ def plan_packs(lengths: Sequence[int], keys: Sequence[Hashable | None]) -> list[
     forced on Whisper), None for a window to hear alone. Windows join the open group of their key
     while it fits (``GAP_SAMPLES`` between each), so a batch's windows pack in the order they came.
     """
-    longest = round(MAX_PACKED_S * RATE_HZ)
     groups: list[tuple[int, ...]] = []
     open_groups: dict[Hashable, tuple[int, int]] = {}  # key -> (group index, its samples)
     for i, (length, key) in enumerate(zip(lengths, keys, strict=True)):
-        if key is None or length > longest:
+        if key is None or not packable(length):
             groups.append((i,))
             continue
         if key in open_groups:
@@ -52,3 +60,55 @@ def plan_packs(lengths: Sequence[int], keys: Sequence[Hashable | None]) -> list[
         open_groups[key] = (len(groups), length)
         groups.append((i,))
     return groups
+
+
+@dataclass
+class Unheard:
+    """A window Whisper is to hear, waiting to be packed."""
+
+    window: DecodedWindow
+    """Its clips, placed from its own start."""
+    samples: np.ndarray
+    key: Hashable
+    """What a window must share to be packed with it (the language Whisper is forced to)."""
+
+
+Hear = Callable[[DecodedWindow, np.ndarray, bool], DecodedWindow]
+"""Gives a window what Whisper hears of ``samples`` (its log-mel), and whether it was packed."""
+
+
+class Packer:
+    """Holds a decode batch's short windows until they are packed (:func:`plan_packs`)."""
+
+    def __init__(self, hear: Hear) -> None:
+        self._hear = hear
+        self._held: list[Unheard] = []
+
+    def add(self, unheard: Unheard) -> None:
+        self._held.append(unheard)
+
+    @property
+    def samples(self) -> int:
+        """Samples held."""
+        return sum(len(u.samples) for u in self._held)
+
+    def flush(self) -> list[DecodedWindow]:
+        """The held windows, packed and heard; nothing is held after."""
+        held, self._held = self._held, []
+        groups = plan_packs([len(u.samples) for u in held], [u.key for u in held])
+        return [self._pack([held[i] for i in group]) for group in groups]
+
+    def _pack(self, units: list[Unheard]) -> DecodedWindow:
+        if len(units) == 1:
+            return self._hear(units[0].window, units[0].samples, False)
+        gap = np.zeros(GAP_SAMPLES, np.float32)
+        pieces: list[np.ndarray] = []
+        clips, at = [], 0
+        for unit in units:
+            if pieces:
+                pieces.append(gap)
+                at += GAP_SAMPLES
+            pieces.append(unit.samples)
+            clips += [replace(c, offset_s=c.offset_s + at / RATE_HZ) for c in unit.window.clips]
+            at += len(unit.samples)
+        return self._hear(DecodedWindow(clips), np.concatenate(pieces), True)

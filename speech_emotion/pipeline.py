@@ -120,6 +120,7 @@ def build_dataset(
             "whisper_features": plan.whisper_features,
             "whisper": plan.needs_whisper and config.models.needs_text,
             "detect": plan.needs_whisper and config.models.job_language is None,
+            "language": config.models.job_language,
             "report": report,
             "crashes": CrashGuard(marks, "decode") if marks else None,
         },

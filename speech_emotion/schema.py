@@ -96,6 +96,8 @@ DECODED_SCHEMA = pa.schema(
         pa.field("whisper_features", pa.large_list(pa.float32()), nullable=False),
         pa.field("whisper_feature_frames", pa.int32()),
         pa.field("waveform", pa.large_list(pa.float32()), nullable=False),
+        # Its clips were packed from several windows (packing.py).
+        pa.field("packed", pa.bool_(), nullable=False),
     ]
 )
 
@@ -182,6 +184,12 @@ _OUTPUT_COLUMNS: list[tuple[pa.Field, str]] = [
     (pa.field("text_encoder_revision", pa.string()), "Hub commit of the text encoder, if known."),
     (pa.field("whisper_model", pa.string()), "Whisper model, when it produced the transcript."),
     (pa.field("whisper_model_revision", pa.string()), "Hub commit of the Whisper model, if known."),
+    (
+        pa.field("whisper_window", pa.string()),
+        "The Whisper window the clip was heard in, named by its first clip (`id#channel#segment`): "
+        "rows with the same value were heard together (neighbouring segments of a recording, or "
+        "short clips packed from several); null where Whisper did not hear the clip.",
+    ),
     (pa.field("attempt", pa.int32(), nullable=False), "1 on a row's first run; retries count up."),
     (pa.field("run_id", pa.string(), nullable=False), "Identifier of the run that wrote the row."),
     (

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 
 from .annotator import (
@@ -41,6 +42,7 @@ from .features import FeatureSpec, WhisperFeatureSpec, audio_features
 from .fetch import Prefetcher
 from .languages import Classifiers
 from .memory import annotate_within_memory
+from .packing import Packer, Unheard, packable
 from .schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
 from .segments import Segmenter
 from .spans import MAX_GAP_S, Piece, Span, by_file, cut, plan_pieces, spans_of
@@ -96,9 +98,12 @@ class DecodeStage:
     heard window's log-mel, for windows up to 30 s. A window is heard when Whisper runs in this
     job (``whisper``) and a clip of it has no transcript (the row has none, or the clip is not
     the whole recording the transcript describes), or its language is to be detected
-    (``detect``) and the row has none. Samples go on only
-    where the model stage still needs them. Yields windows in order, as one or more tables of at
-    most ``_MAX_BLOCK_SAMPLES`` float32 values (a longer window goes alone).
+    (``detect``) and the row has none. With ``packing`` (default: the configuration's), short
+    heard windows of the batch's recordings share Whisper's 30 s windows (:mod:`packing`) with
+    others in the same language (the row's, else the job's ``language``), and go after the
+    others. Samples go on only where the model stage still needs them. Yields windows
+    as one or more tables of at most ``_MAX_BLOCK_SAMPLES`` float32 values (a longer window goes
+    alone).
     """
 
     def __init__(
@@ -109,6 +114,8 @@ class DecodeStage:
         whisper: bool = True,
         whisper_features: WhisperFeatureSpec | None = None,
         detect: bool = False,
+        language: str | None = None,
+        packing: bool | None = None,
         clipper: Clipper | None = None,
         report: Report | None = None,
         crashes: CrashGuard | None = None,
@@ -118,6 +125,8 @@ class DecodeStage:
         self._features = features
         self._whisper = whisper
         self._detect = detect
+        self._language = language
+        self._packing = config.whisper_packing if packing is None else packing
         self._whisper_features = whisper_features
         self._clipper = clipper or Segmenter(config.segment)
         self._prefetch = Prefetcher(config.fetch_threads, config.allowed_prefixes)
@@ -136,6 +145,7 @@ class DecodeStage:
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         started, yielded = time.perf_counter(), False
         rows: list[DecodedWindow] = []
+        packer = Packer(self._hear)
         values = 0
         has_text = batch["text"].is_valid().to_pylist()
         languages = batch["language"].to_pylist()
@@ -146,13 +156,25 @@ class DecodeStage:
             self._figures["recordings"] += 1
             if not isinstance(audio, RowError):
                 self._figures["audio_s"] += audio.duration_s
-            for row in self._windows(recording, audio, has_text[recording], languages[recording]):
-                rows.append(row)
-                values += row.values
+            language = languages[recording]
+            for row in self._windows(recording, audio, has_text[recording], language):
+                if isinstance(row, Unheard):
+                    packer.add(row)
+                    if packer.samples < _MAX_BLOCK_SAMPLES // 2:
+                        continue
+                    with self._timing("features_s"):
+                        packed = packer.flush()
+                else:
+                    packed = [row]
+                for made in packed:
+                    rows.append(made)
+                    values += made.values
                 if values >= _MAX_BLOCK_SAMPLES:
                     yield self._table(batch, rows, started)
                     rows, values, yielded, started = [], 0, True, time.perf_counter()
             del audio
+        with self._timing("features_s"):
+            rows.extend(packer.flush())
         if rows or not yielded:
             yield self._table(batch, rows, started)
         if self._crashes is not None:
@@ -231,8 +253,9 @@ class DecodeStage:
 
     def _windows(
         self, recording: int, audio: DecodedAudio | RowError, has_text: bool, language: str | None
-    ) -> Iterator[DecodedWindow]:
-        """The recording's windows, made one at a time, or one row saying why it has none."""
+    ) -> Iterator[DecodedWindow | Unheard]:
+        """The recording's windows, made one at a time, or one row saying why it has none; a
+        window to pack, with what it shares a window by, not yet heard."""
         if isinstance(audio, RowError):
             yield DecodedWindow([DecodedClip(recording, None, error=audio)])
             return
@@ -258,11 +281,21 @@ class DecodeStage:
         features = self._features
         if isinstance(features, Mapping):
             features = features.get(language)
-        heard = self._detect and language is None
+        detected = self._detect and language is None
+        # Windows share Whisper's by the language it is forced to (the job's where the row names
+        # none); one whose language is to be detected is heard alone (a detection per window).
+        key = None if detected or not self._packing else language or self._language or ""
         for window in plan_windows(clips):
             with self._timing("features_s"):
-                made = self._window(recording, audio, clips, window, has_text, heard, features)
-            yield made
+                made, samples = self._window(
+                    recording, audio, clips, window, has_text, detected, features
+                )
+                if samples is None:
+                    yield made
+                elif key is not None and packable(len(samples)):
+                    yield Unheard(made, samples, key)
+                else:
+                    yield self._hear(made, samples)
 
     def _window(
         self,
@@ -273,20 +306,27 @@ class DecodeStage:
         has_text: bool,
         detected: bool,
         features: FeatureSpec | None,
-    ) -> DecodedWindow:
+    ) -> tuple[DecodedWindow, np.ndarray | None]:
+        """The window's clips, and its samples where Whisper hears it."""
         members = [clips[i] for i in window.clips]
         heard = detected or (
             self._whisper and any(not (has_text and clip.whole) for clip in members)
         )
-        samples = audio.track(window.channel)[window.start : window.end]
-        mel = None
-        if heard and self._whisper_features is not None:
-            mel = self._whisper_features.log_mel(samples)
-        return DecodedWindow(
-            [self._clip(recording, audio, clip, window, features) for clip in members],
-            log_mel=mel,
-            waveform=samples if heard and mel is None else None,
+        made = DecodedWindow(
+            [self._clip(recording, audio, clip, window, features) for clip in members]
         )
+        return made, audio.track(window.channel)[window.start : window.end] if heard else None
+
+    def _hear(
+        self, window: DecodedWindow, samples: np.ndarray, packed: bool = False
+    ) -> DecodedWindow:
+        """The window with what Whisper hears: its log-mel, or its samples where the model stage
+        computes that (or decodes it long-form)."""
+        spec = self._whisper_features
+        window.log_mel = spec.log_mel(samples) if spec is not None else None  # None past 30 s
+        window.waveform = samples if window.log_mel is None else None
+        window.packed = packed
+        return window
 
     def _clip(
         self,
@@ -440,6 +480,8 @@ class ModelStage:
             self._crashes.end_batch(keys)
         for i, note in zip(live, annotations, strict=True):
             self._fill(rows[i], note)
+            if note.heard_by_whisper and note.heard_with is not None:
+                rows[i]["whisper_window"] = _window_key(rows[live[note.heard_with]])
         now = dt.datetime.now(dt.timezone.utc)
         for row in rows:
             row.update(
@@ -489,7 +531,7 @@ class ModelStage:
 
     def _figures(self, batch: pa.Table, rows: list[dict], busy: float) -> dict[str, float]:
         ok = [row for row in rows if row["error_code"] is None]
-        seconds = self.annotator.take_seconds()
+        figures = self.annotator.take_figures()
         return {
             "busy_s": busy,
             "windows": batch.num_rows,
@@ -498,8 +540,9 @@ class ModelStage:
             "audio_s": sum(row["duration_s"] or 0.0 for row in ok),
             # Each clip is its share of a recording: the sum counts recordings done.
             "recordings": sum(1 / (row["segment_count"] or 1) for row in rows),
-            "whisper_s": seconds.get("whisper_s", 0.0),
-            "emotion_s": seconds.get("emotion_s", 0.0),
+            "whisper_s": figures.get("whisper_s", 0.0),
+            "emotion_s": figures.get("emotion_s", 0.0),
+            "whisper_windows": figures.get("whisper_windows", 0.0),
         }
 
     def _fill(self, row: dict, note: Annotation) -> None:

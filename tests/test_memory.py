@@ -40,7 +40,8 @@ class OutOfMemoryAbove:
 def batch(tmp_path):
     seconds = [0.5, 0.6, 3.0, 0.7, 0.8]
     table = recordings(tmp_path, [(f"c{i}", s, None, None) for i, s in enumerate(seconds)])
-    return decode(DecodeStage(DecodeConfig()), table)
+    # A window per clip: a batch splits down to one window, and packed clips share theirs.
+    return decode(DecodeStage(DecodeConfig(), packing=False), table)
 
 
 def test_a_batch_too_big_is_split_and_every_clip_gets_the_labels_it_gets_alone(tiny_models, batch):

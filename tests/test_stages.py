@@ -78,7 +78,7 @@ def test_decode_keeps_rows_in_order_and_marks_failures(tmp_path):
             ("c", 1.0, None, None),
         ],
     )
-    windows = decode(DecodeStage(DecodeConfig(min_duration_s=0.1)), table)
+    windows = decode(DecodeStage(DecodeConfig(min_duration_s=0.1), packing=False), table)
     assert windows.schema == DECODED_SCHEMA
     out = clips_of(windows)
     assert out["id"].to_pylist() == ["a", "gone", "b", "c"]
@@ -91,7 +91,7 @@ def test_decode_keeps_rows_in_order_and_marks_failures(tmp_path):
 
 def test_a_whole_file_is_one_clip_and_a_failed_recording_one_row_without_a_clip(tmp_path):
     table = recordings(tmp_path, [("a", 0.5, None, None), ("gone", None, None, None)])
-    whole, failed = clips_of(decode(DecodeStage(DecodeConfig()), table)).to_pylist()
+    whole, failed = clips_of(decode(DecodeStage(DecodeConfig(), packing=False), table)).to_pylist()
     assert (whole["channel"], whole["segment_index"], whole["segment_count"]) == (None, 0, 1)
     assert (whole["start_s"], whole["end_s"], whole["duration_s"]) == (0.0, 0.5, 0.5)
     assert whole["recording_duration_s"] == 0.5
@@ -115,7 +115,9 @@ def test_a_clipper_makes_one_row_per_clip_each_with_its_own_samples_and_features
     table = recordings(
         tmp_path, [("a", 1.0, None, None), ("gone", None, None, None), ("b", 0.6, "hi", None)]
     )
-    stage = DecodeStage(DecodeConfig(), features=features(tiny_models), clipper=halves)
+    stage = DecodeStage(
+        DecodeConfig(), features=features(tiny_models), clipper=halves, packing=False
+    )
     windows = decode(stage, table)
     out = clips_of(windows)
     assert out["id"].to_pylist() == ["a", "a", "gone", "b", "b"]
@@ -198,7 +200,7 @@ def test_decode_computes_the_emotion_features_and_keeps_audio_only_for_whisper(
         [("given", 0.6, "hello", None), ("heard", 0.8, None, None), ("gone", None, None, None)],
     )
     spec = features(tiny_models)
-    windows = decode(DecodeStage(DecodeConfig(), features=spec, whisper=True), table)
+    windows = decode(DecodeStage(DecodeConfig(), features=spec, packing=False), table)
     out = clips_of(windows)
     # 58 and 78 fbank frames of 10 ms, stacked in pairs of 160 values.
     assert out["audio_feature_frames"].to_pylist() == [29, 39, None]
@@ -221,6 +223,7 @@ def test_decode_gives_whisper_its_features_for_clips_that_fit_its_window(tiny_mo
         features=features(tiny_models),
         whisper=True,
         whisper_features=whisper,
+        packing=False,
     )
     out = decode(stage, table)
     # 80 frames of 10 ms (the extractor's last, from its own padding, dropped).
@@ -263,9 +266,12 @@ def test_features_from_decode_give_the_labels_the_waveforms_give(tiny_models, tm
         tmp_path, [("a", 0.6, None, None), ("b", 1.3, "hi there", None), ("c", 0.45, None, None)]
     )
     stage = model_stage(tiny_models)
-    from_waves = stage(decode(DecodeStage(DecodeConfig()), table))
+    from_waves = stage(decode(DecodeStage(DecodeConfig(), packing=False), table))
     ahead = DecodeStage(
-        DecodeConfig(), features=features(tiny_models), whisper_features=whisper_spec(tiny_models)
+        DecodeConfig(),
+        features=features(tiny_models),
+        whisper_features=whisper_spec(tiny_models),
+        packing=False,
     )
     decoded = decode(ahead, table)
     assert lengths(decoded["waveform"]) == [0, 0, 0]  # features only
