@@ -171,7 +171,7 @@ def run_stages(
 
     # Ray Data's bars and operator dumps (every 10 s in a log) give way to one steady line.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    tally: Any = ray.remote(num_cpus=0)(Tally).remote()
+    tally: Any = _on_this_node(ray.remote(num_cpus=0)(Tally)).remote()
     client = TallyClient(tally)
     dataset = build_dataset(config, todo, plan, report=client, marks=client)
 
@@ -186,6 +186,21 @@ def run_stages(
     for stage, figures in operator_figures(dataset).items():
         stages.setdefault(stage, {}).update(figures)
     return {stage: {k: round(v, 3) for k, v in f.items()} for stage, f in stages.items()}
+
+
+def _on_this_node(actor_class: Any) -> Any:
+    """The run's own actor, kept on the driver's node. Needing no CPU, it could land on any
+    worker node, and a lost worker (spot, scale-down: an autoscaler sees a node holding only
+    it as idle) took the run's sums and marks with it: every stage then failed on its next
+    call and the run stopped (docs/reliability.md). The driver's node cannot go without the
+    run."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return actor_class.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)
+    )
 
 
 def _record(
