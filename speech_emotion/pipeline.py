@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     import ray.data
     from ray.data import ActorPoolStrategy
 
-__all__ = ["RunSummary", "build_dataset", "model_pool", "run"]
+__all__ = ["RunSummary", "build_dataset", "model_pool", "no_progress_timeout_s", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def build_dataset(
         num_cpus=1,
         compute=ActorPoolStrategy(min_size=1, max_size=res.cpu_workers),
     )
-    return ds.map_batches(
+    ds = ds.map_batches(
         ModelStage,
         fn_constructor_kwargs={
             "config": config.models,
@@ -145,6 +145,19 @@ def build_dataset(
         num_gpus=res.num_gpus_per_worker,
         compute=model_pool(res, gpus=cluster.get("GPU", 0.0)),
     )
+    ds.context.execution_no_progress_timeout_s = no_progress_timeout_s(
+        res, cluster.get("GPU", 0.0), ds.context.execution_no_progress_timeout_s
+    )
+    return ds
+
+
+def no_progress_timeout_s(res: ResourceConfig, gpus: float, default: float) -> float:
+    """Ray Data's no-progress timeout for a run starting on a cluster with ``gpus`` GPUs: none
+    while the model actors wait for the autoscaler's first GPU node. That wait is for cloud
+    capacity, not a hang, and the timeout (30 min by default) ended it with a traceback once
+    decoding had run ahead (docs/benchmarks.md); the progress line shows the wait, and
+    ``ray job stop`` ends it cleanly, resumable."""
+    return -1 if gpus < res.num_gpus_per_worker else default
 
 
 def model_pool(res: ResourceConfig, gpus: float) -> ActorPoolStrategy:
