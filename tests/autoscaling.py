@@ -7,7 +7,8 @@ The wheel lacks the provider's example config, so this writes its own; worker ty
 the shipped file, so a change there that the job cannot use shows. What Ray needs of a real cloud
 (node configs, images, ssh) has no meaning here and is left out; the maximum node counts are cut
 to what two cores can hold, and the idle timeout to seconds. Fake nodes share one temp dir, and
-the driver's working dir with it (docs/ray.md): manifest, models and output belong in S3.
+the driver's working dir with it (docs/ray.md): manifest, models and output belong in S3, and the
+job is not uploaded (``_submit``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import yaml
 from speech_emotion.output import open_output
 
 from .clusters import OUR_ACTORS
-from .test_job_submit import PROJECT, UPLOAD_EXCLUDES, VENV_BIN, RayHead, _free_ports, _ray_env
+from .test_job_submit import PROJECT, VENV_BIN, RayHead, _free_ports, _ray_env
 
 INFRA = PROJECT / "infra" / "aws" / "cluster.yaml"
 HEAD_TYPE = "ray.head.default"  # the fake provider's name for the head it runs on
@@ -219,17 +220,21 @@ def _start_head(temp_dir: Path, config_of) -> tuple[RayHead, Dashboard]:
 
 
 def _submit(head: RayHead, submission_id: str, job_args: Sequence[str]) -> None:
-    """The README's command, without waiting (the caller watches the cluster meanwhile)."""
+    """The README's command without the upload, and without waiting (the caller watches the
+    cluster meanwhile). The project is on every fake node's disk, as in an image with it
+    installed. Fake nodes share one temp dir, so each node that joins unpacks an upload again
+    where the running workers have their working dir: a decode worker then lost its cwd
+    (``FileNotFoundError`` from ``os.getcwd``, importing transformers) and the job failed, or
+    died with *"Intel oneMKL FATAL ERROR: Cannot load …libctranslate2…"*. The README's upload is
+    tests/test_job_submit.py's, on a head of one node."""
     submitted = head.ray(
         "job", "submit",
         "--address", head.dashboard_url,
         "--submission-id", submission_id,
-        "--working-dir", str(PROJECT),
-        "--runtime-env-json", json.dumps({"excludes": UPLOAD_EXCLUDES}),
         "--entrypoint-num-cpus", "0",
         "--no-wait",
         "--",
-        "python", "jobs/annotate.py", *job_args,
+        "python", str(PROJECT / "jobs" / "annotate.py"), *job_args,
         timeout_s=60,
     )  # fmt: skip
     if submitted.returncode != 0:

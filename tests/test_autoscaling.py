@@ -76,7 +76,8 @@ def autoscaled_job(s3, s3_models) -> AutoscaledJob:
         "10",
     ]
     job = run_autoscaled(job_args, output, max_gpu=2)
-    print(f"\nautoscaling, {ROWS} rows: {figures(job)}")
+    errors = len(job.worker_errors.splitlines())
+    print(f"\nautoscaling, {ROWS} rows: {figures(job)}; {errors} error lines in workers' logs")
     return job
 
 
