@@ -35,9 +35,10 @@ from .test_job_submit import PROJECT, VENV_BIN, RayHead, _free_ports, _ray_env
 INFRA = PROJECT / "infra" / "aws" / "cluster.yaml"
 HEAD_TYPE = "ray.head.default"  # the fake provider's name for the head it runs on
 IDLE_TIMEOUT_MIN = 0.1
-# Ray Data's no-progress timeout (30 min by default) cut to less than the fake GPU node's start
-# (seconds here, minutes on a cloud): the job must wait for its first GPU node all the same.
-NO_PROGRESS_TIMEOUT_S = 5
+# Ray Data's no-progress timeout (30 min by default) cut to well under the fake GPU node's start
+# and its model actor's (seconds here, minutes on a cloud; 5 s was not always under): the job must
+# wait for its first GPU node all the same.
+NO_PROGRESS_TIMEOUT_S = 1
 JOB_TIMEOUT_S = 600
 
 
@@ -310,8 +311,8 @@ def figures(job: AutoscaledJob) -> str:
     running = job.first(lambda m: m.status == "RUNNING")
     most_gpus = max(m.gpu_nodes for m in job.timeline)
     most = max(alive("models", m) for m in job.timeline)
-    gpu, gpus = (job.first(lambda m, n=n: m.gpu_nodes >= n) for n in (1, most_gpus))
-    models, pool = (job.first(lambda m, n=n: alive("models", m) >= n) for n in (1, most))
+    gpu, gpus = (job.first(lambda m, n=n: m.gpu_nodes >= n) for n in (1, max(1, most_gpus)))
+    models, pool = (job.first(lambda m, n=n: alive("models", m) >= n) for n in (1, max(1, most)))
     return (
         f"job {job.status} at {job.timeline[-1].at_s} s; driver running at "
         f"{running and running.at_s} s; first GPU node at {gpu and gpu.at_s} s, first model "
