@@ -136,6 +136,9 @@ class RunLedger:
 
     def _staged_parquet(self, run_id: str) -> list[str]:
         folder = self.staging(run_id)
+        # Ray's workers write here, not this (caching) filesystem: a listing s3fs kept from
+        # before they wrote (a resumed run's checks) hides their files from its reads.
+        self.fs.invalidate_cache(folder)
         if not self.fs.exists(folder):
             return []
         return sorted(p for p in self.fs.find(folder) if p.endswith(".parquet"))

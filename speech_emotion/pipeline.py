@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     import ray.data
     from ray.data import ActorPoolStrategy
 
-__all__ = ["RunSummary", "build_dataset", "model_pool", "run"]
+__all__ = ["RunSummary", "build_dataset", "model_pool", "no_progress_timeout_s", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def build_dataset(
         num_cpus=1,
         compute=ActorPoolStrategy(min_size=1, max_size=res.cpu_workers),
     )
-    return ds.map_batches(
+    ds = ds.map_batches(
         ModelStage,
         fn_constructor_kwargs={
             "config": config.models,
@@ -145,6 +145,19 @@ def build_dataset(
         num_gpus=res.num_gpus_per_worker,
         compute=model_pool(res, gpus=cluster.get("GPU", 0.0)),
     )
+    ds.context.execution_no_progress_timeout_s = no_progress_timeout_s(
+        res, cluster.get("GPU", 0.0), ds.context.execution_no_progress_timeout_s
+    )
+    return ds
+
+
+def no_progress_timeout_s(res: ResourceConfig, gpus: float, default: float) -> float:
+    """Ray Data's no-progress timeout for a run starting on a cluster with ``gpus`` GPUs: none
+    while the model actors wait for the autoscaler's first GPU node. That wait is for cloud
+    capacity, not a hang, and the timeout (30 min by default) ended it with a traceback once
+    decoding had run ahead (docs/benchmarks.md); the progress line shows the wait, and
+    ``ray job stop`` ends it cleanly, resumable."""
+    return -1 if gpus < res.num_gpus_per_worker else default
 
 
 def model_pool(res: ResourceConfig, gpus: float) -> ActorPoolStrategy:
@@ -171,7 +184,7 @@ def run_stages(
 
     # Ray Data's bars and operator dumps (every 10 s in a log) give way to one steady line.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    tally: Any = ray.remote(num_cpus=0)(Tally).remote()
+    tally: Any = _on_this_node(ray.remote(num_cpus=0)(Tally)).remote()
     client = TallyClient(tally)
     dataset = build_dataset(config, todo, plan, report=client, marks=client)
 
@@ -186,6 +199,21 @@ def run_stages(
     for stage, figures in operator_figures(dataset).items():
         stages.setdefault(stage, {}).update(figures)
     return {stage: {k: round(v, 3) for k, v in f.items()} for stage, f in stages.items()}
+
+
+def _on_this_node(actor_class: Any) -> Any:
+    """The run's own actor, kept on the driver's node. Needing no CPU, it could land on any
+    worker node, and a lost worker (spot, scale-down: an autoscaler sees a node holding only
+    it as idle) took the run's sums and marks with it: every stage then failed on its next
+    call and the run stopped (docs/reliability.md). The driver's node cannot go without the
+    run."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return actor_class.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)
+    )
 
 
 def _record(

@@ -176,3 +176,21 @@ def ray_cluster(s3):
     )
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_models(s3, tiny_models):
+    """The tiny concat model, its text encoder and Whisper as folders in the loopback S3: how
+    clusters that cannot reach the hub get their models (copied once per node)."""
+    from .clusters import S3Models
+
+    def upload(folder: Path, prefix: str) -> str:
+        for path in folder.iterdir():
+            s3.put(f"models/cluster/{prefix}/{path.name}", path.read_bytes())
+        return s3.url(f"models/cluster/{prefix}")
+
+    return S3Models(
+        emotion=upload(tiny_models.emotion["concat"], "emotion"),
+        text_encoder=upload(tiny_models.text_encoder, "text-encoder"),
+        whisper=upload(tiny_models.whisper, "whisper"),
+    )
