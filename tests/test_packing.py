@@ -155,7 +155,7 @@ def test_packing_off_gives_each_recording_its_own_window(tmp_path):
 
 @pytest.mark.slow
 def test_packed_clips_get_their_own_sentences_back_as_well_as_heard_alone(whisper_base, tmp_path):
-    names = ["a00", "b01", "a02", "b03", "a05", "b06", "a08", "b10", "a11", "b12"]
+    names = ["a00", "b01", "a02", "b03", "a05", "b06", "a08", "b10"]
     rows = []
     for name in names:
         (tmp_path / f"{name}.flac").write_bytes(encode(sentence(name), RATE_HZ, "flac"))
