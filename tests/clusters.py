@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -60,6 +61,21 @@ class S3Models:
         ]
 
 
+T = TypeVar("T")
+
+
+def _started(start: Callable[[], T], tries: int = 3) -> T:
+    """A node started, tried again where it did not register in time: Ray waits a fixed 30 s
+    for that, which a loaded 2-core machine can exceed while other nodes start."""
+    for attempt in range(tries):
+        try:
+            return start()
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) or attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 class LocalCluster:
     """A head that runs no work and named worker nodes, started and removed one by one."""
 
@@ -73,14 +89,16 @@ class LocalCluster:
         self._nodes: dict[str, object] = {}
         self._names: dict[str, str] = {}
         with _machine_address_untouched():
-            self._cluster = Cluster(
-                initialize_head=True,
-                head_node_args={
-                    "num_cpus": 0,
-                    "temp_dir": self.temp_dir,
-                    "include_dashboard": False,
-                    "env_vars": self._home("head"),
-                },
+            self._cluster = _started(
+                lambda: Cluster(
+                    initialize_head=True,
+                    head_node_args={
+                        "num_cpus": 0,
+                        "temp_dir": self.temp_dir,
+                        "include_dashboard": False,
+                        "env_vars": self._home("head"),
+                    },
+                )
             )
         self._names[self._cluster.head_node.node_id] = "head"
 
@@ -96,8 +114,10 @@ class LocalCluster:
     def add(self, name: str, *, cpus: int, gpus: int = 0, wait: bool = True) -> None:
         """A worker node; ``gpus`` is a GPU resource only (torch stays on the CPU device).
         Without ``wait``, it joins while the caller goes on (:meth:`wait` for all to be up)."""
-        node = self._cluster.add_node(
-            wait=wait, num_cpus=cpus, num_gpus=gpus, env_vars=self._home(name)
+        node = _started(
+            lambda: self._cluster.add_node(
+                wait=wait, num_cpus=cpus, num_gpus=gpus, env_vars=self._home(name)
+            )
         )
         self._nodes[name] = node
         self._names[node.node_id] = name
