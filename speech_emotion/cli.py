@@ -24,6 +24,7 @@ from .config import (
     CHANNEL_MODES,
     MODES,
     OUTPUT_FORMATS,
+    PRECISIONS,
     SEGMENT_MODES,
     DecodeConfig,
     JobConfig,
@@ -238,8 +239,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         parser,
         "--precision",
         ModelConfig,
-        choices=("auto", "fp32", "fp16", "bf16"),
-        help="emotion model dtype; auto: bf16/fp16 on CUDA, fp32 (the toolkit's) on CPU",
+        choices=PRECISIONS,
+        help="emotion model precision; auto: bf16/fp16 on CUDA, fp32 (the toolkit's) on CPU; "
+        "int8: CPU only, Linear layers quantised (faster, slightly different probabilities)",
     )
     _option(
         parser,

@@ -17,6 +17,7 @@ from .languages import MIN_LANGUAGE_PROBABILITY, ModelSet, Routes
 
 __all__ = [
     "MODES",
+    "PRECISIONS",
     "OUTPUT_FORMATS",
     "FUSION_MODES",
     "TEXT_MODES",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 MODES = ("concat", "audio", "mean", "multihead", "text")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 FUSION_MODES = ("concat", "mean", "multihead")
 TEXT_MODES = (*FUSION_MODES, "text")
 AUDIO_MODES = (*FUSION_MODES, "audio")
@@ -244,7 +246,8 @@ class ModelConfig:
     device: str = "auto"
     """auto (CUDA when the worker has a GPU), cpu or cuda."""
     precision: str = "auto"
-    """Torch dtype: auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16."""
+    """Emotion model precision: auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16, or
+    int8 (CPU only: Linear layers dynamically quantised; fp32 matches the toolkit)."""
     whisper_compute_type: str = "auto"
     """CTranslate2 compute type: auto (float16 on CUDA, int8 on CPU) or any CTranslate2 type."""
     beam_size: int = 5
@@ -257,10 +260,16 @@ class ModelConfig:
         require(bool(self.language), "language", self.language, "a language code or auto")
         require(self.device in ("auto", "cpu", "cuda"), "device", self.device, "auto, cpu, cuda")
         require(
-            self.precision in ("auto", "fp32", "fp16", "bf16"),
+            self.precision in PRECISIONS,
             "precision",
             self.precision,
-            "auto, fp32, fp16 or bf16",
+            ", ".join(PRECISIONS),
+        )
+        require(
+            not (self.precision == "int8" and self.device == "cuda"),
+            "precision",
+            self.precision,
+            "a CUDA precision (auto, bf16, fp16, fp32) with --device cuda: int8 is for CPU",
         )
         require(self.beam_size >= 1, "beam_size", self.beam_size, ">= 1")
         require(
