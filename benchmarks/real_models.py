@@ -119,7 +119,7 @@ def whisper_base(root: Path) -> Path:
 # -- the emotion model and its text encoder -----------------------------------------------------
 
 
-def _write_emotion(out: Path, mode: str) -> None:
+def _write_emotion(out: Path, mode: str, layers: int) -> None:
     import torch
     from transformers import Wav2Vec2BertConfig
 
@@ -128,6 +128,7 @@ def _write_emotion(out: Path, mode: str) -> None:
     torch.manual_seed(0)
     # Wav2Vec2BertConfig's defaults are w2v-bert-2.0's; the published checkpoint sets these two.
     config = Wav2Vec2BertConfig(
+        num_hidden_layers=layers,
         position_embeddings_type="relative_key",
         add_adapter=False,
         architectures=["Wav2Vec2BertForSpeechClassification"],
@@ -135,10 +136,15 @@ def _write_emotion(out: Path, mode: str) -> None:
     write_emotion_checkpoint(out, config, mode=mode, projection_dim=768, num_labels=7)
 
 
-def emotion_model(root: Path, mode: str = "concat") -> Path:
-    """w2v-bert-2.0 with ``mode``'s head at the published sizes, random weights."""
-    spec = {"model": "w2v-bert-2.0-emotion", "mode": mode, "seed": 0}
-    return _build(root / f"w2v-bert-2.0-{mode}-random", spec, _write_emotion, mode)
+def emotion_model(root: Path, mode: str = "concat", layers: int = 24) -> Path:
+    """w2v-bert-2.0 with ``mode``'s head at the published sizes, random weights; ``layers``
+    fewer than its 24 conformer layers for a quick check of the same code (gpu.sh --smoke)."""
+    spec: dict = {"model": "w2v-bert-2.0-emotion", "mode": mode, "seed": 0}
+    name = f"w2v-bert-2.0-{mode}-random"
+    if layers != 24:
+        spec["layers"] = layers
+        name += f"-{layers}-layers"
+    return _build(root / name, spec, _write_emotion, mode, layers)
 
 
 def _wordpiece_vocabulary(size: int) -> list[str]:
@@ -172,7 +178,7 @@ def text_encoder(root: Path) -> Path:
 # -- Whisper large-v3-turbo ---------------------------------------------------------------------
 
 
-def _write_turbo(out: Path, quantization: str, tokens: int) -> None:
+def _write_turbo(out: Path, quantization: str, tokens: int, encoder_layers: int) -> None:
     import tempfile
 
     import ctranslate2
@@ -180,7 +186,7 @@ def _write_turbo(out: Path, quantization: str, tokens: int) -> None:
 
     with tempfile.TemporaryDirectory(prefix="se-turbo-hf-") as hf:
         tokenizer = _turbo_tokenizer()
-        model = _turbo_model(tokenizer, tokens)
+        model = _turbo_model(tokenizer, tokens, encoder_layers)
         model.save_pretrained(hf)
         tokenizer.save_pretrained(hf)
         WhisperFeatureExtractor(feature_size=128).save_pretrained(hf)
@@ -211,7 +217,7 @@ def _turbo_tokenizer():
     return tokenizer
 
 
-def _turbo_model(tokenizer, tokens: int):
+def _turbo_model(tokenizer, tokens: int, encoder_layers: int):
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
@@ -223,7 +229,7 @@ def _turbo_model(tokenizer, tokens: int):
         vocab_size=51866,
         num_mel_bins=128,
         d_model=1280,
-        encoder_layers=32,
+        encoder_layers=encoder_layers,
         decoder_layers=4,
         encoder_attention_heads=20,
         decoder_attention_heads=20,
@@ -270,11 +276,17 @@ def _end_after(model, eot: int, *, prompt: int, tokens: int) -> None:
         model.proj_out.weight[eot, 0] = 1.0
 
 
-def whisper_turbo(root: Path, quantization: str = "float16", tokens: int = TURBO_TOKENS) -> Path:
-    """Whisper large-v3-turbo's shape, random weights, as a faster-whisper folder."""
+def whisper_turbo(
+    root: Path, quantization: str = "float16", tokens: int = TURBO_TOKENS, encoder_layers: int = 32
+) -> Path:
+    """Whisper large-v3-turbo's shape, random weights, as a faster-whisper folder;
+    ``encoder_layers`` fewer than its 32 for a quick check of the same code."""
     spec = {"model": "whisper-large-v3-turbo", "quantization": quantization, "tokens": tokens}
-    folder = root / f"whisper-large-v3-turbo-random-{quantization}-{tokens}"
-    return _build(folder, spec, _write_turbo, quantization, tokens)
+    name = f"whisper-large-v3-turbo-random-{quantization}-{tokens}"
+    if encoder_layers != 32:
+        spec["encoder_layers"] = encoder_layers
+        name += f"-{encoder_layers}-layers"
+    return _build(root / name, spec, _write_turbo, quantization, tokens, encoder_layers)
 
 
 def main() -> None:

@@ -330,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
         annotate,
         "--cpus-per-gpu-worker",
         ResourceConfig,
-        type=float,
-        help="CPUs per model actor (its torch threads when on CPU)",
+        type=_cpus,
+        help="CPUs per model actor, and its models' threads (default auto: 1; on CPU-only runs "
+        "the models' threads use every core of the node)",
     )
     _add_segment_options(annotate)
     _option(
@@ -422,6 +423,11 @@ _VERBOSE_HELP = "also show Ray's, the workers' and the models' own logs, and log
 def _workers(value: str) -> int | None:
     """An actor count, or "auto" (None) to size the pool from the cluster."""
     return None if value == "auto" else int(value)
+
+
+def _cpus(value: str) -> float | None:
+    """A CPU count, or "auto" (None)."""
+    return None if value == "auto" else float(value)
 
 
 def job_config_from_args(args: argparse.Namespace) -> JobConfig:

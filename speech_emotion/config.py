@@ -377,8 +377,10 @@ class ResourceConfig:
     cluster adds GPUs (CPU-only runs: one)."""
     num_gpus_per_worker: float = 1.0
     """GPUs per model actor; 0 for CPU-only runs."""
-    cpus_per_gpu_worker: float = 1.0
-    """CPUs per model actor (also its torch thread count on CPU-only runs)."""
+    cpus_per_gpu_worker: float | None = None
+    """CPUs Ray reserves for each model actor, and its torch and CTranslate2 threads; None: 1
+    reserved, and on CPU-only runs the models' threads on every core of the node (decoding is
+    a few per cent of the work next to real models: docs/benchmarks.md)."""
     ray_address: str = "local"
     """Ray cluster to join (e.g. ray://head:10001, auto); "local" starts a Ray for this run."""
 
@@ -392,7 +394,10 @@ class ResourceConfig:
             self.num_gpus_per_worker >= 0, "num_gpus_per_worker", self.num_gpus_per_worker, ">= 0"
         )
         require(
-            self.cpus_per_gpu_worker > 0, "cpus_per_gpu_worker", self.cpus_per_gpu_worker, "> 0"
+            self.cpus_per_gpu_worker is None or self.cpus_per_gpu_worker > 0,
+            "cpus_per_gpu_worker",
+            self.cpus_per_gpu_worker,
+            "> 0, or auto",
         )
 
 

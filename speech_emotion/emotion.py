@@ -12,7 +12,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 import numpy as np
 import torch
@@ -323,7 +323,10 @@ class _TextOnlyModel:
         return self.model(**_tokenize(self.tokenizer, texts, self.device)).logits
 
 
-def quantize_linear(model: nn.Module) -> nn.Module:
+_Model = TypeVar("_Model", bound=nn.Module)
+
+
+def quantize_linear(model: _Model) -> _Model:
     """``model`` with every Linear layer's weights in int8 and its inputs quantised per batch
     as it runs (torch's dynamic quantisation, CPU only). Attention scores, convolutions and
     norms stay fp32. Faster on CPU, with probabilities a little off fp32's
@@ -334,7 +337,10 @@ def quantize_linear(model: nn.Module) -> nn.Module:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao")
         warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions")
         warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        # A copy of the same class, its Linear children swapped.
+        return cast(
+            _Model, torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        )
 
 
 def micro_batches(
