@@ -414,7 +414,7 @@ def run_floor_audio(config: JobConfig, rows: list[tuple[str, str]]) -> float:
 
     device = resolve_device(config.models)
     batch = config.resources.batch_size
-    threads = max(1, int(config.resources.cpus_per_gpu_worker))
+    threads = worker_threads(config)
     torch.set_num_threads(threads)
     classifier, _, _ = load_classifier(config.models, device, batch_size=batch)
     transcriber = None
@@ -436,24 +436,48 @@ def run_floor_audio(config: JobConfig, rows: list[tuple[str, str]]) -> float:
     return timed
 
 
-def in_a_process(threads: int, measure, *args, **kwargs) -> float:
-    """``measure(*args, **kwargs)`` in a fresh process whose BLAS has ``threads`` threads.
+def worker_threads(config: JobConfig) -> int:
+    """The model actor's torch and CTranslate2 threads on this machine (pipeline.py)."""
+    from speech_emotion.pipeline import model_threads
+
+    return model_threads(config.resources, len(os.sched_getaffinity(0)))
+
+
+def reserved_cpus(config: JobConfig) -> int:
+    """The CPUs Ray reserves for a model actor, and so its ``OMP_NUM_THREADS``."""
+    return max(1, int(config.resources.cpus_per_gpu_worker or 1))
+
+
+def in_a_process(threads: int | None, measure, *args, **kwargs):
+    """``measure(*args, **kwargs)`` in a fresh process whose BLAS has ``threads`` threads (None:
+    its default, one per core), started with the model actors' environment (threads.py).
 
     Ray sets ``OMP_NUM_THREADS`` to an actor's CPUs, and numpy's OpenBLAS reads it at import.
     Without it, OpenBLAS (Whisper's log-mel) runs a thread on every core: measured, the floor
     then used 7.0 CPU-s in 3.6 s of wall time, a second core the model worker does not have,
     and lost half its speed whenever anything else ran on that core.
     """
-    before = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # read when the child imports numpy
+    from speech_emotion.threads import SLEEPING_OPENMP
+
+    env: dict[str, str | None] = {
+        **SLEEPING_OPENMP,
+        "OMP_NUM_THREADS": None if threads is None else str(threads),
+    }
+    before = {name: os.environ.get(name) for name in env}
+    _set_environment(env)  # read when the child imports numpy, torch, CTranslate2
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
             return child.submit(measure, *args, **kwargs).result()
     finally:
-        if before is None:
-            del os.environ["OMP_NUM_THREADS"]
+        _set_environment(before)
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
         else:
-            os.environ["OMP_NUM_THREADS"] = before
+            os.environ[name] = value
 
 
 def run_pipeline(config: JobConfig) -> float:
@@ -577,17 +601,18 @@ def report(
     processes: ProcessSampler | None,
     windows: dict[str, int] | None = None,
     packing: str = "",
+    threads: int = 1,
+    reserved: int = 1,
 ) -> str:
     """``timings``: for each run, (seconds, clips, audio seconds of those clips); ``windows``:
     Whisper windows the pipeline and the floor ran."""
     rates = {name: audio / seconds for name, (seconds, _, audio) in timings.items()}
     command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
-    threads = args.cpus_per_gpu_worker if args.num_gpus_per_worker else os.cpu_count()
     lines = [
         f"Latest run: `{command}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs, {describe_models(args, tiny)}; batch size {args.batch_size}, "
-        f"model worker threads {model_threads_label(args)} (the floors run in a process "
-        f"limited to {threads:g} threads).",
+        f"model worker: {threads} threads for torch and CTranslate2, {reserved} CPU reserved "
+        f"(the floors run in a process like it, `OMP_NUM_THREADS={reserved}`).",
         "",
         f"Corpus: {describe_corpus(args, audio_s)}.",
         "",
@@ -636,10 +661,6 @@ def report(
     return "\n".join(lines)
 
 
-def model_threads_label(args) -> str:
-    return f"{args.cpus_per_gpu_worker:g}"
-
-
 def pipeline_windows() -> int:
     """Whisper windows of the run just committed, from its record's model-stage figures."""
     import fsspec
@@ -678,7 +699,7 @@ def main() -> None:
     parser.add_argument("--num-gpus-per-worker", type=float, default=0.0)
     parser.add_argument("--cpu-workers", type=int, default=1)
     parser.add_argument("--gpu-workers", type=int, default=1)
-    parser.add_argument("--cpus-per-gpu-worker", type=float, default=1.0)
+    parser.add_argument("--cpus-per-gpu-worker", type=float, help="default: the job's (auto)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--mode", default="concat", help="audio: no Whisper, no text encoder")
     parser.add_argument("--seed", type=int, default=0)
@@ -744,7 +765,7 @@ def main() -> None:
                 timed("pipeline", len(rows), lambda _: run_pipeline(config))
                 ray.shutdown()
             windows["pipeline"] = pipeline_windows()
-        threads = max(1, int(config.resources.cpus_per_gpu_worker))
+        threads = reserved_cpus(config)
 
         def floor(some: list[tuple[str, str]]) -> float:
             done = in_a_process(threads, run_floor, config, some)
@@ -758,7 +779,11 @@ def main() -> None:
             lambda some: in_a_process(threads, run_floor_audio, config, some),
         )
         naive_clips = min(args.naive_clips or len(rows), len(rows))
-        timed("naive", naive_clips, lambda some: run_one_at_a_time(config, some, False, long))
+        timed(
+            "naive",
+            naive_clips,
+            lambda some: in_a_process(None, run_one_at_a_time, config, some, False, long),
+        )
         timed(
             "naive-tuned",
             naive_clips,
@@ -773,7 +798,17 @@ def main() -> None:
             server.wait()
         shutil.rmtree(work, ignore_errors=True)
 
-    markdown = report(args, tiny, audio_s, timings, processes, windows, whisper_packing(config))
+    markdown = report(
+        args,
+        tiny,
+        audio_s,
+        timings,
+        processes,
+        windows,
+        whisper_packing(config),
+        worker_threads(config),
+        reserved_cpus(config),
+    )
     print(markdown)
     if not args.no_write:
         write_results(markdown, args.section)

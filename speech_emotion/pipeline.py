@@ -48,6 +48,7 @@ from .schema import SCHEMA_VERSION
 from .stages import DecodeStage, ModelStage
 from .stops import reclaim_signals
 from .tally import Report, Tally, TallyClient, operator_figures
+from .threads import SLEEPING_OPENMP
 
 if TYPE_CHECKING:
     import ray.data
@@ -135,6 +136,8 @@ def build_dataset(
         batch_format="pyarrow",
         num_cpus=None if default_cpus else res.cpus_per_gpu_worker or 1,
         num_gpus=res.num_gpus_per_worker,
+        # torch and CTranslate2 in one process: idle OpenMP threads sleep (threads.py).
+        runtime_env={"env_vars": SLEEPING_OPENMP},
         compute=model_pool(res, gpus=cluster.get("GPU", 0.0)),
     )
 
