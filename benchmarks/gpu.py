@@ -143,6 +143,7 @@ def report(
     job_s: float,
     busy_floor: float | None,
     busy_job: float | None,
+    layers: dict[str, int],
 ) -> str:
     command = "benchmarks/gpu.sh " + " ".join(sys.argv[1:])
     windows_per_hour = floor.windows / (audio_s / HOUR_S)
@@ -152,8 +153,9 @@ def report(
             f"{os.cpu_count()} CPUs, {platform.machine()}.",
             "",
             f"Models: random large-v3-turbo-shaped Whisper (CTranslate2, "
-            f"{real_models.TURBO_TOKENS} tokens a window), random w2v-bert-2.0 + concat head and "
-            f"bert-base at the published sizes; batch size {args.batch_size}. Corpus: {clips} "
+            f"{real_models.TURBO_TOKENS} tokens a window, {layers['whisper']} encoder layers), "
+            f"random w2v-bert-2.0 + concat head ({layers['emotion']} conformer layers) and "
+            f"bert-base at the published widths; batch size {args.batch_size}. Corpus: {clips} "
             f"espeak-ng clips of 1-20 s, {audio_s / HOUR_S:.2f} h of audio, no transcripts; "
             f"{floor.windows} Whisper windows ({windows_per_hour:.0f} per audio hour).",
             "",
@@ -165,7 +167,8 @@ def report(
             f"| {rate(audio_s, floor.emotion_s)} | |",
             f"| model stage alone, on batches decoded beforehand | {floor.seconds:.1f} "
             f"| {rate(audio_s, floor.seconds)} | {busy(busy_floor)} |",
-            f"| whole job: manifest to Parquet, start-up and loading included | {job_s:.1f} "
+            f"| whole job: manifest to Parquet, Ray's start-up and model loading included "
+            f"| {job_s:.1f} "
             f"| {rate(audio_s, job_s)} | {busy(busy_job)} |",
         ]
     )
@@ -210,7 +213,7 @@ def main() -> None:
         job_s = run_job(config)
         busy_job = sampler.busy(mark, time.monotonic())
     sampler.stop()
-    markdown = report(args, audio_s, clips, floor, job_s, busy_floor, busy_job)
+    markdown = report(args, audio_s, clips, floor, job_s, busy_floor, busy_job, layers)
     print(markdown)
     print(f"all done in {time.perf_counter() - started:.0f} s", flush=True)
     if not (args.smoke or args.no_write):

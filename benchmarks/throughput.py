@@ -573,8 +573,11 @@ def describe_models(args, tiny: bool) -> str:
         return "tiny random models"
     whisper = {"base": "Whisper base (int8)", "turbo": "random large-v3-turbo-shaped Whisper"}
     emotion = {"full": "random w2v-bert-2.0 + bert-base at the published sizes (fp32)"}
+    heard = not args.transcripts or args.corpus == "long"  # segments are always transcribed
     named = [
-        whisper.get(args.whisper, "given Whisper" if args.whisper_model else "tiny Whisper"),
+        whisper.get(args.whisper, "given Whisper" if args.whisper_model else "tiny Whisper")
+        if heard and args.mode != "audio"
+        else "no Whisper (transcripts given)",
         emotion.get(args.emotion, "given emotion model" if args.emotion_model else "tiny emotion"),
     ]
     return "; ".join(named)
