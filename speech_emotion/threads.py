@@ -4,8 +4,8 @@ torch and CTranslate2 each bring their own OpenMP runtime (two copies of libgomp
 default each keeps its threads spinning after every parallel region, on the very cores the other
 library needs next. Measured with real models on two cores (docs/benchmarks.md, *Sharing the
 cores*): the one-file API spent 25-55 % more CPU for the same clips with spinning threads (about
-20 % with Whisper base), and 2-4 times the wall time beside other work. Letting idle threads sleep costs the wake-up of
-each parallel region, microseconds next to a model layer.
+20 % with Whisper base), and 2-4 times the wall time beside other work. Letting idle threads
+sleep costs the wake-up of each parallel region, microseconds next to a model layer.
 """
 
 from __future__ import annotations
