@@ -1,12 +1,17 @@
 """Throughput harness: how close the pipeline gets to the models' own cost, in one run.
 
     .venv/bin/python benchmarks/throughput.py --clips 300
+    .venv/bin/python benchmarks/throughput.py --corpus speech --whisper base --clips 60
+    .venv/bin/python benchmarks/throughput.py --corpus speech --emotion full --transcripts
 
-On one synthetic corpus (tones and noise, mixed formats and rates) and the same models, measures
-audio-seconds per second for:
+On one corpus (``--corpus``: tones and noise; espeak-ng speech clips of the test sentences; long
+recordings of them) and the same models (tiny random ones, or the real-size ones of
+``real_models.py``: ``--whisper base|turbo``, ``--emotion full``), measures audio-seconds per
+second for:
 
-- floor: the models alone on pre-decoded, in-memory batches, with both models' features
-  computed beforehand as the decode stage computes them (the best the job could do here);
+- floor: the model stage alone on in-memory batches the decode stage made beforehand (audio
+  decoded, recordings cut into segments, Whisper's windows planned, both models' features
+  computed): the best the job could do here, with the same windows as the pipeline;
 - floor-audio: the same from decoded audio, the models' features computed in the loop (the
   split of work the toolkit has);
 - pipeline: the full job, manifest in a local S3 endpoint (moto, loopback) to Parquet out in S3;
@@ -38,6 +43,7 @@ import time
 import urllib.request
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +60,8 @@ from speech_emotion.config import (  # noqa: E402
 )
 
 RESULTS = ROOT / "docs" / "benchmarks.md"
+SENTENCE_PAUSES_S = (0.2, 0.8)  # between sentences inside a short clip
+TURN_PAUSES_S = (0.3, 1.6)  # between utterances in a long recording, as benchmarks/segments.py
 
 
 # -- corpus and models -----------------------------------------------------------------------
@@ -78,6 +86,46 @@ def make_corpus(folder: Path, clips: int, min_s: float, max_s: float, seed: int)
         seconds_each.append(seconds)
     (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return seconds_each
+
+
+def make_speech_corpus(
+    folder: Path, clips: int, min_s: float, max_s: float, seed: int, *, long: bool = False
+) -> tuple[list[float], list[str]]:
+    """espeak-ng sentences (tests/data/speech) said one after another, in WAV and FLAC at 16,
+    22.05 and 44.1 kHz; returns each file's seconds and what it says.
+
+    Short clips are cut to a length drawn in [min_s, max_s] (the last sentence may be cut
+    short); long recordings (``long``) hold utterances with conversation-like pauses between
+    them, ``min_s`` to ``max_s`` long, which the job cuts into speech segments."""
+    import soundfile as sf
+    import soxr
+
+    from tests.factories import SENTENCES, speech
+
+    rng = np.random.default_rng(seed)
+    names = sorted(SENTENCES)
+    rows, seconds_each, texts = [], [], []
+    (folder / "clips").mkdir(parents=True)
+    pauses = TURN_PAUSES_S if long else SENTENCE_PAUSES_S
+    for i in range(clips):
+        target = float(rng.uniform(min_s, max_s))
+        said: list[str] = []
+        while len(said) * 2.3 < target:  # the shortest sentence is 2.3 s
+            said.append(names[int(rng.integers(len(names)))])
+        gaps = [float(g) for g in rng.uniform(*pauses, size=len(said))]
+        samples = speech(said, gaps, lead_s=float(rng.uniform(*pauses))).samples
+        samples = samples[: int(target * 16000)]
+        rate = int(rng.choice([16000, 22050, 44100]))
+        if rate != 16000:
+            samples = soxr.resample(samples, 16000, rate).astype(np.float32)
+        name = f"clips/{i:06d}.{'flac' if i % 2 else 'wav'}"
+        sf.write(folder / name, samples, rate)
+        text = " ".join(SENTENCES[n] for n in said)
+        rows.append({"id": f"{i:06d}", "audio": name, "text": text})
+        seconds_each.append(len(samples) / rate)
+        texts.append(text)
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return seconds_each, texts
 
 
 def tiny_models(folder: Path, mode: str) -> dict[str, str]:
@@ -139,11 +187,44 @@ def prepare(work: Path, args: argparse.Namespace, tiny: bool) -> tuple[list[floa
     """
     import fsspec
 
-    seconds = make_corpus(work / "corpus", args.clips, args.min_s, args.max_s, args.seed)
+    corpus = work / "corpus"
+    if args.corpus == "tones":
+        seconds = make_corpus(corpus, args.clips, args.min_s, args.max_s, args.seed)
+    else:
+        seconds, _ = make_speech_corpus(
+            corpus, args.clips, args.min_s, args.max_s, args.seed, long=args.corpus == "long"
+        )
+        if not args.transcripts:  # every clip goes through Whisper
+            manifest = corpus / "manifest.jsonl"
+            rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+            manifest.write_text("".join(json.dumps({**r, "text": None}) + "\n" for r in rows))
     fs = fsspec.filesystem("s3")
     fs.mkdir("bench")
-    fs.put(str(work / "corpus") + "/", "bench/corpus/", recursive=True)
+    fs.put(str(corpus) + "/", "bench/corpus/", recursive=True)
     return seconds, tiny_models(work / "models", args.mode) if tiny else {}
+
+
+def real_models(args: argparse.Namespace) -> dict[str, str]:
+    """The real-size models asked for (built once, then cached: real_models.py)."""
+    import real_models as real
+
+    root = real.models_dir(args.models_dir)
+    chosen = {}
+    if args.whisper == "base":
+        chosen["whisper_model"] = str(real.whisper_base(root))
+    elif args.whisper == "turbo":
+        chosen["whisper_model"] = str(real.whisper_turbo(root))
+    if args.emotion == "full":
+        chosen["emotion_model"] = str(real.emotion_model(root, args.mode))
+        chosen["text_encoder"] = str(real.text_encoder(root))
+    return chosen
+
+
+def whisper_packing(config: JobConfig) -> str:
+    """Whether Whisper shares windows across clips of different recordings (the packing change
+    adds ``ModelConfig.whisper_packing``, ``--whisper-packing``); a recording's own segments
+    share windows either way."""
+    return str(getattr(config.models, "whisper_packing", "off (not in this version)"))
 
 
 def manifest_rows(manifest: str) -> list[tuple[str, str]]:
@@ -262,10 +343,65 @@ def _usage(pid: int) -> tuple[float, float, float, float]:
 # -- the measurements -------------------------------------------------------------------------
 
 
-def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready: bool) -> float:
-    """Models only, batches as the model stage makes them, every clip decoded beforehand, and
-    with ``features_ready`` both models' features computed beforehand too, as the decode stage
-    does (without, the loop computes them, as the toolkit does).
+@dataclass(frozen=True)
+class Floor:
+    """What the model stage did alone."""
+
+    seconds: float
+    windows: int
+    """Whisper windows it ran (each a batch row)."""
+    whisper_s: float
+    """Of ``seconds``, in Whisper's calls."""
+    emotion_s: float
+    """Of ``seconds``, in the emotion model's calls."""
+
+
+def run_floor(config: JobConfig, rows: list[tuple[str, str]]) -> Floor:
+    """The model stage alone, on what the decode stage made of every recording beforehand
+    (decoded, segmented, windows planned, both models' features computed), in batches of the
+    job's batch size: the same stages, windows and glue as the pipeline, without Ray, S3 or a
+    second stage beside it.
+
+    Decoding runs batch by batch just before the model stage's calls, outside the timed part,
+    so that memory does not grow with the corpus."""
+    import pyarrow as pa
+
+    from speech_emotion.manifest import read_manifest
+    from speech_emotion.pipeline import (
+        decode_stage_kwargs,
+        model_stage_kwargs,
+        with_default_prefixes,
+    )
+    from speech_emotion.plan import plan_models
+    from speech_emotion.stages import DecodeStage, ModelStage
+
+    config = with_default_prefixes(config)
+    recordings = read_manifest(config.manifest).slice(0, len(rows))
+    plan = plan_models(config, recordings, "floor")
+    decode = DecodeStage(**decode_stage_kwargs(config, plan))
+    models = ModelStage(**model_stage_kwargs(config, plan))
+    res = config.resources
+    timed, windows, pending = 0.0, 0, []
+    for start in range(0, recordings.num_rows, res.decode_batch_size):
+        pending += decode(recordings.slice(start, res.decode_batch_size))
+        table = pa.concat_tables(pending)
+        last = start + res.decode_batch_size >= recordings.num_rows
+        usable = table.num_rows if last else table.num_rows - table.num_rows % res.batch_size
+        for at in range(0, usable, res.batch_size):
+            batch = table.slice(at, res.batch_size)
+            started = time.perf_counter()
+            models(batch)
+            timed += time.perf_counter() - started
+            windows += batch.num_rows
+        pending = [table.slice(usable)]
+    spent = models.annotator.take_seconds()
+    return Floor(timed, windows, spent.get("whisper_s", 0.0), spent.get("emotion_s", 0.0))
+
+
+def run_floor_audio(config: JobConfig, rows: list[tuple[str, str]]) -> float:
+    """Models only, batches as the model stage makes them, every clip decoded beforehand, the
+    loop computing both models' features itself, as the toolkit does. Short clips only: each is
+    one window.
 
     Each batch is read and decoded just before its model calls, outside the timed part, so that
     memory does not grow with the corpus; the figure is the sum of the annotator's time."""
@@ -273,13 +409,12 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready:
 
     from speech_emotion.annotator import Annotator, ClipInput
     from speech_emotion.audio import decode_audio
-    from speech_emotion.features import audio_features
     from speech_emotion.fetch import read_bytes
     from speech_emotion.models import load_classifier, load_transcriber, resolve_device
 
     device = resolve_device(config.models)
     batch = config.resources.batch_size
-    threads = max(1, int(config.resources.cpus_per_gpu_worker))
+    threads = worker_threads(config)
     torch.set_num_threads(threads)
     classifier, _, _ = load_classifier(config.models, device, batch_size=batch)
     transcriber = None
@@ -294,36 +429,55 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]], *, features_ready:
         clips = []
         for uri, text in chunk:
             wave = decode_audio(read_bytes(uri)).waveform
-            features = mel = None
-            if features_ready and classifier.needs_audio:
-                features = audio_features(classifier.feature_spec, wave)
-            if features_ready and transcriber is not None and not text:
-                mel = transcriber.feature_spec.log_mel(wave)
-            clips.append(ClipInput(wave, text=text or None, features=features, log_mel=mel))
+            clips.append(ClipInput(wave, text=text or None))
         started = time.perf_counter()
         annotator.annotate(clips)
         timed += time.perf_counter() - started
     return timed
 
 
-def in_a_process(threads: int, measure, *args, **kwargs) -> float:
-    """``measure(*args, **kwargs)`` in a fresh process whose BLAS has ``threads`` threads.
+def worker_threads(config: JobConfig) -> int:
+    """The model actor's torch and CTranslate2 threads on this machine (pipeline.py)."""
+    from speech_emotion.pipeline import model_threads
+
+    return model_threads(config.resources, len(os.sched_getaffinity(0)))
+
+
+def reserved_cpus(config: JobConfig) -> int:
+    """The CPUs Ray reserves for a model actor, and so its ``OMP_NUM_THREADS``."""
+    return max(1, int(config.resources.cpus_per_gpu_worker or 1))
+
+
+def in_a_process(threads: int | None, measure, *args, **kwargs):
+    """``measure(*args, **kwargs)`` in a fresh process whose BLAS has ``threads`` threads (None:
+    its default, one per core), started with the model actors' environment (threads.py).
 
     Ray sets ``OMP_NUM_THREADS`` to an actor's CPUs, and numpy's OpenBLAS reads it at import.
     Without it, OpenBLAS (Whisper's log-mel) runs a thread on every core: measured, the floor
     then used 7.0 CPU-s in 3.6 s of wall time, a second core the model worker does not have,
     and lost half its speed whenever anything else ran on that core.
     """
-    before = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # read when the child imports numpy
+    from speech_emotion.threads import SLEEPING_OPENMP
+
+    env: dict[str, str | None] = {
+        **SLEEPING_OPENMP,
+        "OMP_NUM_THREADS": None if threads is None else str(threads),
+    }
+    before = {name: os.environ.get(name) for name in env}
+    _set_environment(env)  # read when the child imports numpy, torch, CTranslate2
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
             return child.submit(measure, *args, **kwargs).result()
     finally:
-        if before is None:
-            del os.environ["OMP_NUM_THREADS"]
+        _set_environment(before)
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
         else:
-            os.environ["OMP_NUM_THREADS"] = before
+            os.environ[name] = value
 
 
 def run_pipeline(config: JobConfig) -> float:
@@ -335,7 +489,9 @@ def run_pipeline(config: JobConfig) -> float:
     return time.perf_counter() - started
 
 
-def run_one_at_a_time(config: JobConfig, rows: list[tuple[str, str]], reload: bool) -> float:
+def run_one_at_a_time(
+    config: JobConfig, rows: list[tuple[str, str]], reload: bool, long: bool = False
+) -> float:
     """The loop a toolkit user writes: read, decode, transcribe, classify, file by file."""
     from speech_emotion.predict import Predictor
 
@@ -348,11 +504,20 @@ def run_one_at_a_time(config: JobConfig, rows: list[tuple[str, str]], reload: bo
     for uri, text in rows:
         if reload:
             predictor = Predictor(config.models)
-        predictor.predict(uri, text or None)
+        one_file(predictor, uri, text, long)
     return time.perf_counter() - started
 
 
-def run_tuned_loop(config: JobConfig, rows: list[tuple[str, str]]) -> float:
+def one_file(predictor, uri: str, text: str, long: bool) -> None:
+    """A short clip as the toolkit classifies it; a long recording segment by segment, as the
+    job annotates it (``Predictor.timeline``), so both give the same rows."""
+    if long:
+        predictor.timeline(uri)
+    else:
+        predictor.predict(uri, text or None)
+
+
+def run_tuned_loop(config: JobConfig, rows: list[tuple[str, str]], long: bool = False) -> float:
     """The one-file loop tuned by hand: every library on one thread (torch, CTranslate2 and,
     through :func:`in_a_process`, BLAS), so that their thread pools do not fight over the cores
     as they do with default threads."""
@@ -367,7 +532,7 @@ def run_tuned_loop(config: JobConfig, rows: list[tuple[str, str]]) -> float:
         predictor.transcriber  # noqa: B018
     started = time.perf_counter()
     for uri, text in rows:
-        predictor.predict(uri, text or None)
+        one_file(predictor, uri, text, long)
     return time.perf_counter() - started
 
 
@@ -403,44 +568,75 @@ def process_table(processes: ProcessSampler, wall_s: float) -> list[str]:
     return lines
 
 
+def describe_models(args, tiny: bool) -> str:
+    if tiny:
+        return "tiny random models"
+    whisper = {"base": "Whisper base (int8)", "turbo": "random large-v3-turbo-shaped Whisper"}
+    emotion = {"full": "random w2v-bert-2.0 + bert-base at the published sizes (fp32)"}
+    heard = not args.transcripts or args.corpus == "long"  # segments are always transcribed
+    named = [
+        whisper.get(args.whisper, "given Whisper" if args.whisper_model else "tiny Whisper")
+        if heard and args.mode != "audio"
+        else "no Whisper (transcripts given)",
+        emotion.get(args.emotion, "given emotion model" if args.emotion_model else "tiny emotion"),
+    ]
+    return "; ".join(named)
+
+
+def describe_corpus(args, audio_s: float) -> str:
+    kind = {
+        "tones": f"{args.clips} clips of tones and noise, {args.min_s:g}-{args.max_s:g} s",
+        "speech": f"{args.clips} clips of espeak-ng speech, {args.min_s:g}-{args.max_s:g} s",
+        "long": f"{args.clips} recordings of espeak-ng speech, {args.min_s:g}-{args.max_s:g} s, "
+        "cut into speech segments by the job (`--segment auto`)",
+    }[args.corpus]
+    text = "transcripts given" if args.transcripts else "no transcripts (Whisper hears all)"
+    if args.mode == "audio":
+        text = "no text"
+    return f"{kind}; {audio_s / 60:.1f} min of audio, mode {args.mode}, {text}"
+
+
 def report(
     args,
     tiny: bool,
     audio_s: float,
     timings: dict[str, tuple[float, int, float]],
     processes: ProcessSampler | None,
+    windows: dict[str, int] | None = None,
+    packing: str = "",
+    threads: int = 1,
+    reserved: int = 1,
 ) -> str:
-    """``timings``: for each run, (seconds, clips, audio seconds of those clips)."""
+    """``timings``: for each run, (seconds, clips, audio seconds of those clips); ``windows``:
+    Whisper windows the pipeline and the floor ran."""
     rates = {name: audio / seconds for name, (seconds, _, audio) in timings.items()}
     command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
-    models = "tiny random models" if tiny else "models given on the command line"
     lines = [
         f"Latest run: `{command}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, {models}; batch size {args.batch_size}, "
-        f"{args.cpus_per_gpu_worker:g} CPU per model worker (the floors run in a process "
-        "limited to as many threads).",
+        f"{os.cpu_count()} CPUs, {describe_models(args, tiny)}; batch size {args.batch_size}, "
+        f"model worker: {threads} threads for torch and CTranslate2, {reserved} CPU reserved "
+        f"(the floors run in a process like it, `OMP_NUM_THREADS={reserved}`).",
         "",
-        f"Corpus: {args.clips} clips of {args.min_s:g}-{args.max_s:g} s, "
-        f"{audio_s / 60:.1f} min of audio, mode {args.mode}"
-        + (", no transcripts (every clip goes through Whisper)." if args.mode != "audio" else "."),
+        f"Corpus: {describe_corpus(args, audio_s)}.",
         "",
-        "| run | clips | wall s | audio-s/s |",
+        "| run | files | wall s | audio-s/s |",
         "|---|---|---|---|",
     ]
     labels = {
-        "floor": "floor: models alone on in-memory batches, audio decoded and both models' "
-        "features computed beforehand",
+        "floor": "floor: the model stage alone on batches the decode stage made beforehand",
         "floor-audio": "floor from audio: models alone on decoded in-memory audio, features "
         "computed in the loop",
         "pipeline": "pipeline: S3 manifest to Parquet in S3, actor start-up and loading included",
-        "naive": "naive: one file at a time from S3, models kept loaded",
-        "naive-tuned": "naive, tuned: the same loop with every library on one thread",
-        "toolkit": "toolkit-style: one file at a time, models reloaded per call",
+        "naive": "plain loop: one file at a time from S3 (`Predictor`), models kept loaded, "
+        "default threads",
+        "naive-tuned": "plain loop, tuned: the same with every library on one thread",
+        "toolkit": "toolkit-style: one file at a time, models reloaded per call "
+        "(`predict_emotion` as the toolkit runs it)",
     }
     for name, label in labels.items():
         if name in timings:
             seconds, clips, _ = timings[name]
-            lines.append(f"| {label} | {clips} | {seconds:.1f} | {rates[name]:.1f} |")
+            lines.append(f"| {label} | {clips} | {seconds:.1f} | {rates[name]:.2f} |")
     ratios = [
         f"pipeline / {other} **{rates['pipeline'] / rates[other]:.2f}**"
         for other in ("floor", "floor-audio", "naive", "naive-tuned", "toolkit")
@@ -448,15 +644,33 @@ def report(
     ]
     if ratios:
         lines += ["", "Ratios: " + ", ".join(ratios) + "."]
+    if windows:
+        per_hour = ", ".join(
+            f"{name} {count / (audio_s / 3600):.0f}" for name, count in windows.items()
+        )
+        lines += [
+            "",
+            f"Whisper windows per audio hour (the ideal is 120, one per 30 s): {per_hour}; "
+            f"Whisper packing across recordings: {packing}.",
+        ]
     if any(clips < args.clips for name, (_, clips, _) in timings.items() if name != "toolkit"):
         lines += [
             "",
-            "A run over fewer clips than the corpus timed its first clips; its rate is per "
-            "audio-second of those clips.",
+            "A run over fewer files than the corpus timed its first ones; its rate is per "
+            "audio-second of those files.",
         ]
-    if processes is not None:
+    if processes is not None and "pipeline" in timings:
         lines += ["", *process_table(processes, timings["pipeline"][0])]
     return "\n".join(lines)
+
+
+def pipeline_windows() -> int:
+    """Whisper windows of the run just committed, from its record's model-stage figures."""
+    import fsspec
+
+    fs = fsspec.filesystem("s3")
+    (record,) = fs.glob("bench/labels/_runs/*.json")
+    return int(json.loads(fs.cat(record))["stages"]["models"]["windows"])
 
 
 def main() -> None:
@@ -470,13 +684,25 @@ def main() -> None:
     parser.add_argument("--toolkit-clips", type=int, default=10)
     parser.add_argument("--min-s", type=float, default=1.0)
     parser.add_argument("--max-s", type=float, default=20.0)
+    parser.add_argument(
+        "--corpus",
+        choices=("tones", "speech", "long"),
+        default="tones",
+        help="tones and noise; espeak-ng speech clips; long espeak-ng recordings "
+        "(--min-s/--max-s are then their lengths)",
+    )
+    parser.add_argument("--transcripts", action="store_true", help="speech: the manifest has text")
+    parser.add_argument("--whisper", choices=("tiny", "base", "turbo"), default="tiny")
+    parser.add_argument("--emotion", choices=("tiny", "full"), default="tiny")
+    parser.add_argument("--models-dir", help="real_models.py's cache")
+    parser.add_argument("--section", default="results", help="docs/benchmarks.md block")
     parser.add_argument("--emotion-model")
     parser.add_argument("--text-encoder")
     parser.add_argument("--whisper-model")
     parser.add_argument("--num-gpus-per-worker", type=float, default=0.0)
     parser.add_argument("--cpu-workers", type=int, default=1)
     parser.add_argument("--gpu-workers", type=int, default=1)
-    parser.add_argument("--cpus-per-gpu-worker", type=float, default=1.0)
+    parser.add_argument("--cpus-per-gpu-worker", type=float, help="default: the job's (auto)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--mode", default="concat", help="audio: no Whisper, no text encoder")
     parser.add_argument("--seed", type=int, default=0)
@@ -499,12 +725,15 @@ def main() -> None:
             "text_encoder": args.text_encoder,
             "whisper_model": args.whisper_model,
         }
-        tiny = not any(given.values())
+        real = real_models(args)
+        tiny = not any(given.values()) and not real
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
-            seconds_each, built = child.submit(prepare, work, args, tiny).result()
+            seconds_each, built = child.submit(
+                prepare, work, args, not all(given.values())
+            ).result()
         audio_s = sum(seconds_each)
-        models = built or {k: v for k, v in given.items() if v}
+        models = {**built, **real, **{k: v for k, v in given.items() if v}}
         manifest = "s3://bench/corpus/manifest.jsonl"
         config = JobConfig(
             manifest=ManifestConfig(uri=manifest),
@@ -519,9 +748,14 @@ def main() -> None:
             ),
         )
         rows = manifest_rows(manifest)
-        print(f"corpus: {args.clips} clips, {audio_s / 60:.1f} min of audio; tiny models: {tiny}")
+        print(f"corpus: {describe_corpus(args, audio_s)}; {describe_models(args, tiny)}")
+        long = args.corpus == "long"
         wanted = set(args.runs.split(","))
+        if long:
+            wanted.discard("floor-audio")  # it hears each file whole: not the job's work
+            wanted.discard("toolkit")  # the toolkit has no segments to compare with
         timings: dict[str, tuple[float, int, float]] = {}
+        windows: dict[str, int] = {}
 
         def timed(name: str, count: int, measure) -> None:
             if name in wanted:
@@ -533,19 +767,30 @@ def main() -> None:
                 ray.init(include_dashboard=False, log_to_driver=False)
                 timed("pipeline", len(rows), lambda _: run_pipeline(config))
                 ray.shutdown()
-        threads = max(1, int(config.resources.cpus_per_gpu_worker))
-        for name, ready in (("floor", True), ("floor-audio", False)):
-            timed(
-                name,
-                len(rows),
-                lambda some, r=ready: in_a_process(
-                    threads, run_floor, config, some, features_ready=r
-                ),
-            )
-        naive_clips = min(args.naive_clips or len(rows), len(rows))
-        timed("naive", naive_clips, lambda some: run_one_at_a_time(config, some, reload=False))
+            windows["pipeline"] = pipeline_windows()
+        threads = reserved_cpus(config)
+
+        def floor(some: list[tuple[str, str]]) -> float:
+            done = in_a_process(threads, run_floor, config, some)
+            windows["floor"] = done.windows
+            return done.seconds
+
+        timed("floor", len(rows), floor)
         timed(
-            "naive-tuned", naive_clips, lambda some: in_a_process(1, run_tuned_loop, config, some)
+            "floor-audio",
+            len(rows),
+            lambda some: in_a_process(threads, run_floor_audio, config, some),
+        )
+        naive_clips = min(args.naive_clips or len(rows), len(rows))
+        timed(
+            "naive",
+            naive_clips,
+            lambda some: in_a_process(None, run_one_at_a_time, config, some, False, long),
+        )
+        timed(
+            "naive-tuned",
+            naive_clips,
+            lambda some: in_a_process(1, run_tuned_loop, config, some, long),
         )
         timed(
             "toolkit", args.toolkit_clips, lambda some: run_one_at_a_time(config, some, reload=True)
@@ -556,10 +801,20 @@ def main() -> None:
             server.wait()
         shutil.rmtree(work, ignore_errors=True)
 
-    markdown = report(args, tiny, audio_s, timings, processes)
+    markdown = report(
+        args,
+        tiny,
+        audio_s,
+        timings,
+        processes,
+        windows,
+        whisper_packing(config),
+        worker_threads(config),
+        reserved_cpus(config),
+    )
     print(markdown)
     if not args.no_write:
-        write_results(markdown)
+        write_results(markdown, args.section)
         print(f"written to {RESULTS.relative_to(ROOT)}")
 
 

@@ -25,6 +25,7 @@ from .config import (
     MANIFEST_FORMATS,
     MODES,
     OUTPUT_FORMATS,
+    PRECISIONS,
     SEGMENT_MODES,
     DecodeConfig,
     JobConfig,
@@ -253,8 +254,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         parser,
         "--precision",
         ModelConfig,
-        choices=("auto", "fp32", "fp16", "bf16"),
-        help="emotion model dtype; auto: bf16/fp16 on CUDA, fp32 (the toolkit's) on CPU",
+        choices=PRECISIONS,
+        help="emotion model precision; auto: bf16/fp16 on CUDA, fp32 (the toolkit's) on CPU; "
+        "int8: CPU only, Linear layers quantised (faster, slightly different probabilities)",
     )
     _option(
         parser,
@@ -358,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
         annotate,
         "--cpus-per-gpu-worker",
         ResourceConfig,
-        type=float,
-        help="CPUs per model actor (its torch threads when on CPU)",
+        type=_cpus,
+        help="CPUs per model actor, and its models' threads (default auto: 1; on CPU-only runs "
+        "the models' threads use every core of the node)",
     )
     _add_segment_options(annotate)
     _option(
@@ -458,6 +461,11 @@ _VERBOSE_HELP = "also show Ray's, the workers' and the models' own logs, and log
 def _workers(value: str) -> int | None:
     """An actor count, or "auto" (None) to size the pool from the cluster."""
     return None if value == "auto" else int(value)
+
+
+def _cpus(value: str) -> float | None:
+    """A CPU count, or "auto" (None)."""
+    return None if value == "auto" else float(value)
 
 
 def job_config_from_args(args: argparse.Namespace) -> JobConfig:

@@ -17,6 +17,7 @@ from .languages import MIN_LANGUAGE_PROBABILITY, ModelSet, Routes
 
 __all__ = [
     "MODES",
+    "PRECISIONS",
     "OUTPUT_FORMATS",
     "FUSION_MODES",
     "TEXT_MODES",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 MODES = ("concat", "audio", "mean", "multihead", "text")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 FUSION_MODES = ("concat", "mean", "multihead")
 TEXT_MODES = (*FUSION_MODES, "text")
 AUDIO_MODES = (*FUSION_MODES, "audio")
@@ -267,7 +269,8 @@ class ModelConfig:
     device: str = "auto"
     """auto (CUDA when the worker has a GPU), cpu or cuda."""
     precision: str = "auto"
-    """Torch dtype: auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16."""
+    """Emotion model precision: auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16, or
+    int8 (CPU only: Linear layers dynamically quantised; fp32 matches the toolkit)."""
     whisper_compute_type: str = "auto"
     """CTranslate2 compute type: auto (float16 on CUDA, int8 on CPU) or any CTranslate2 type."""
     beam_size: int = 5
@@ -280,10 +283,16 @@ class ModelConfig:
         require(bool(self.language), "language", self.language, "a language code or auto")
         require(self.device in ("auto", "cpu", "cuda"), "device", self.device, "auto, cpu, cuda")
         require(
-            self.precision in ("auto", "fp32", "fp16", "bf16"),
+            self.precision in PRECISIONS,
             "precision",
             self.precision,
-            "auto, fp32, fp16 or bf16",
+            ", ".join(PRECISIONS),
+        )
+        require(
+            not (self.precision == "int8" and self.device == "cuda"),
+            "precision",
+            self.precision,
+            "a CUDA precision (auto, bf16, fp16, fp32) with --device cuda: int8 is for CPU",
         )
         require(self.beam_size >= 1, "beam_size", self.beam_size, ">= 1")
         require(
@@ -391,8 +400,10 @@ class ResourceConfig:
     cluster adds GPUs (CPU-only runs: one)."""
     num_gpus_per_worker: float = 1.0
     """GPUs per model actor; 0 for CPU-only runs."""
-    cpus_per_gpu_worker: float = 1.0
-    """CPUs per model actor (also its torch thread count on CPU-only runs)."""
+    cpus_per_gpu_worker: float | None = None
+    """CPUs Ray reserves for each model actor, and its torch and CTranslate2 threads; None: 1
+    reserved, and on CPU-only runs the models' threads on every core of the node (decoding is
+    a few per cent of the work next to real models: docs/benchmarks.md)."""
     ray_address: str = "local"
     """Ray cluster to join (e.g. ray://head:10001, auto); "local" starts a Ray for this run."""
 
@@ -406,7 +417,10 @@ class ResourceConfig:
             self.num_gpus_per_worker >= 0, "num_gpus_per_worker", self.num_gpus_per_worker, ">= 0"
         )
         require(
-            self.cpus_per_gpu_worker > 0, "cpus_per_gpu_worker", self.cpus_per_gpu_worker, "> 0"
+            self.cpus_per_gpu_worker is None or self.cpus_per_gpu_worker > 0,
+            "cpus_per_gpu_worker",
+            self.cpus_per_gpu_worker,
+            "> 0, or auto",
         )
 
 

@@ -3,6 +3,7 @@ one-file API, so both run exactly the same models the same way."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,12 +21,16 @@ __all__ = ["Device", "resolve_device", "load_classifier", "load_transcriber"]
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Device:
     torch_device: str
     torch_dtype: torch.dtype
     whisper_compute_type: str
+    int8: bool = False
+    """The emotion model's Linear layers dynamically quantised to int8 (CPU only)."""
 
 
 def resolve_device(config: ModelConfig) -> Device:
@@ -36,6 +41,10 @@ def resolve_device(config: ModelConfig) -> Device:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     precision = config.precision
+    if precision == "int8" and device == "cuda":
+        # Asked for a CPU run, but this actor has a GPU (--device auto): what CUDA runs best.
+        logger.warning("--precision int8 is for CPU; on CUDA the emotion model runs in half")
+        precision = "auto"
     if precision == "auto":
         if device == "cuda":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -43,6 +52,8 @@ def resolve_device(config: ModelConfig) -> Device:
             precision = "fp32"
     # "default" lets CTranslate2 pick: float16 on CUDA, int8 on CPU.
     compute = "default" if config.whisper_compute_type == "auto" else config.whisper_compute_type
+    if precision == "int8":
+        return Device(device, torch.float32, compute, int8=True)
     return Device(device, getattr(torch, _DTYPES[precision]), compute)
 
 
@@ -80,6 +91,7 @@ def load_classifier(
         text_encoder_dir=encoder.path if encoder else None,
         device=device.torch_device,
         dtype=device.torch_dtype,
+        int8=device.int8,
         max_batch_clips=_model_batch(device, batch_size),
         model_source=emotion.source,
         text_encoder_source=encoder.source if encoder else None,

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -47,12 +48,21 @@ from .schema import SCHEMA_VERSION
 from .stages import DecodeStage, ModelStage
 from .stops import reclaim_signals
 from .tally import Report, Tally, TallyClient, operator_figures
+from .threads import SLEEPING_OPENMP
 
 if TYPE_CHECKING:
     import ray.data
     from ray.data import ActorPoolStrategy
 
-__all__ = ["RunSummary", "build_dataset", "model_pool", "no_progress_timeout_s", "run"]
+__all__ = [
+    "RunSummary",
+    "build_dataset",
+    "decode_stage_kwargs",
+    "model_stage_kwargs",
+    "model_pool",
+    "no_progress_timeout_s",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +116,7 @@ def build_dataset(
     )
     res = config.resources
     # A GPU actor already reserves one CPU, and Ray warns when both are given: say what differs.
-    default_cpus = res.num_gpus_per_worker > 0 and res.cpus_per_gpu_worker == 1
+    default_cpus = res.num_gpus_per_worker > 0 and res.cpus_per_gpu_worker in (None, 1)
     cluster = ray.cluster_resources()
     decode_workers = res.cpu_workers or max(1, int(cluster.get("CPU", 1)))
     ds: ray.data.Dataset = ray.data.from_arrow(
@@ -114,16 +124,7 @@ def build_dataset(
     )
     ds = ds.map_batches(
         DecodeStage,
-        fn_constructor_kwargs={
-            "config": config.decode,
-            "features": plan.features,
-            "whisper_features": plan.whisper_features,
-            "whisper": plan.needs_whisper and config.models.needs_text,
-            "detect": plan.needs_whisper and config.models.job_language is None,
-            "language": config.models.job_language,
-            "report": report,
-            "crashes": CrashGuard(marks, "decode") if marks else None,
-        },
+        fn_constructor_kwargs=decode_stage_kwargs(config, plan, report, marks),
         batch_size=res.decode_batch_size,
         batch_format="pyarrow",
         num_cpus=1,
@@ -131,18 +132,13 @@ def build_dataset(
     )
     ds = ds.map_batches(
         ModelStage,
-        fn_constructor_kwargs={
-            "config": config.models,
-            "plan": plan,
-            "batch_size": res.batch_size,
-            "cpu_threads": max(1, int(res.cpus_per_gpu_worker)),
-            "report": report,
-            "crashes": CrashGuard(marks, "models") if marks else None,
-        },
+        fn_constructor_kwargs=model_stage_kwargs(config, plan, report, marks, _node_cpus()),
         batch_size=res.batch_size,
         batch_format="pyarrow",
-        num_cpus=None if default_cpus else res.cpus_per_gpu_worker,
+        num_cpus=None if default_cpus else res.cpus_per_gpu_worker or 1,
         num_gpus=res.num_gpus_per_worker,
+        # torch and CTranslate2 in one process: idle OpenMP threads sleep (threads.py).
+        runtime_env={"env_vars": SLEEPING_OPENMP},
         compute=model_pool(res, gpus=cluster.get("GPU", 0.0)),
     )
     ds.context.execution_no_progress_timeout_s = no_progress_timeout_s(
@@ -158,6 +154,61 @@ def no_progress_timeout_s(res: ResourceConfig, gpus: float, default: float) -> f
     decoding had run ahead (docs/benchmarks.md); the progress line shows the wait, and
     ``ray job stop`` ends it cleanly, resumable."""
     return -1 if gpus < res.num_gpus_per_worker else default
+
+
+def decode_stage_kwargs(
+    config: JobConfig, plan: ModelPlan, report: Report | None = None, marks: Marks | None = None
+) -> dict[str, Any]:
+    """What each decode actor is built with (benchmarks build the same stages outside Ray)."""
+    return {
+        "config": config.decode,
+        "features": plan.features,
+        "whisper_features": plan.whisper_features,
+        "whisper": plan.needs_whisper and config.models.needs_text,
+        "detect": plan.needs_whisper and config.models.job_language is None,
+        "language": config.models.job_language,
+        "report": report,
+        "crashes": CrashGuard(marks, "decode") if marks else None,
+    }
+
+
+def model_stage_kwargs(
+    config: JobConfig,
+    plan: ModelPlan,
+    report: Report | None = None,
+    marks: Marks | None = None,
+    node_cpus: int | None = None,
+) -> dict[str, Any]:
+    """What each model actor is built with; ``node_cpus``: the cores of a node (default:
+    this machine's)."""
+    res = config.resources
+    return {
+        "config": config.models,
+        "plan": plan,
+        "batch_size": res.batch_size,
+        "cpu_threads": model_threads(res, node_cpus or len(os.sched_getaffinity(0))),
+        "report": report,
+        "crashes": CrashGuard(marks, "models") if marks else None,
+    }
+
+
+def model_threads(res: ResourceConfig, node_cpus: int) -> int:
+    """torch's and CTranslate2's threads in a model actor: its CPUs where set. Otherwise one
+    with a GPU (it only feeds the GPU), and on CPU-only runs every core of the node, though
+    Ray reserves one: next to real models decoding is a few per cent of the work, so a model
+    actor on one thread left the other cores idle most of the time (docs/benchmarks.md,
+    *Sharing the cores*)."""
+    if res.cpus_per_gpu_worker is not None:
+        return max(1, int(res.cpus_per_gpu_worker))
+    return max(1, node_cpus) if res.num_gpus_per_worker == 0 else 1
+
+
+def _node_cpus() -> int:
+    """The cores of the largest node: where a CPU-only model actor may land."""
+    import ray
+
+    cpus = [int(node["Resources"].get("CPU", 1)) for node in ray.nodes() if node["Alive"]]
+    return max(cpus, default=1)
 
 
 def model_pool(res: ResourceConfig, gpus: float) -> ActorPoolStrategy:

@@ -24,6 +24,9 @@ class Predictor:
 
     def __init__(self, config: ModelConfig, *, cpu_threads: int = 0) -> None:
         """``cpu_threads``: CTranslate2's threads on CPU; 0 for one per core."""
+        from .threads import quiet_openmp
+
+        quiet_openmp()  # before torch and CTranslate2 load, where they have not yet
         from .models import resolve_device
 
         self.config = config

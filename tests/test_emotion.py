@@ -302,3 +302,29 @@ def test_the_tiny_text_encoder_reads_words_not_unknown_tokens(tiny_models):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models.text_encoder)
     assert tokenizer.tokenize("Please leave me alone") == ["please", "leave", "me", "alone"]
+
+
+def test_int8_precision_quantises_the_linear_layers_and_stays_near_fp32(tiny_models):
+    from speech_emotion.models import load_classifier, resolve_device
+
+    from .factories import tiny_model_config
+
+    config = tiny_model_config(tiny_models, precision="int8", device="auto")
+    int8, _, _ = load_classifier(config, resolve_device(config))
+    fp32 = classifier(tiny_models, "concat")
+    layers = [*int8.model.modules(), *int8._text_encoder.model.modules()]
+    assert not any(isinstance(m, torch.nn.Linear) for m in layers)
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in layers)
+    waves, texts = clips()
+    p8, p32 = int8.classify(waves, texts), fp32.classify(waves, texts)
+    np.testing.assert_allclose(p8.sum(axis=1), 1.0, atol=1e-5)
+    # Close, but not the same numbers: the layers really run in int8.
+    assert 0 < np.abs(p8 - p32).max() < 0.1
+
+
+def test_int8_is_refused_with_a_cuda_device():
+    from speech_emotion.config import ModelConfig
+    from speech_emotion.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="precision='int8'.*int8 is for CPU"):
+        ModelConfig(precision="int8", device="cuda")

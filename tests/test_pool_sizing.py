@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from speech_emotion.config import ResourceConfig
-from speech_emotion.pipeline import _blocks, model_pool
+from speech_emotion.pipeline import _blocks, model_pool, model_threads
 
 
 def manifest(rows: int) -> pa.Table:
@@ -47,3 +47,14 @@ def test_a_configured_maximum_caps_the_model_actors():
 def test_a_cpu_only_run_loads_one_set_of_models_by_default():
     pool = model_pool(ResourceConfig(num_gpus_per_worker=0.0), gpus=0.0)
     assert (pool.min_size, pool.max_size) == (1, 1)
+
+
+def test_cpu_only_models_use_every_core_of_their_node_unless_told():
+    cpu_only = ResourceConfig(num_gpus_per_worker=0.0)
+    assert model_threads(cpu_only, node_cpus=16) == 16
+    assert model_threads(ResourceConfig(num_gpus_per_worker=0.0, cpus_per_gpu_worker=3), 16) == 3
+
+
+def test_a_gpu_model_actor_keeps_one_thread_to_feed_its_gpu_unless_told():
+    assert model_threads(ResourceConfig(num_gpus_per_worker=1.0), node_cpus=16) == 1
+    assert model_threads(ResourceConfig(cpus_per_gpu_worker=4), node_cpus=16) == 4

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["build_tiny_emotion_model", "build_tiny_text_encoder", "build_tiny_text_classifier"]
+__all__ = [
+    "build_tiny_emotion_model",
+    "build_tiny_text_encoder",
+    "build_tiny_text_classifier",
+    "write_emotion_checkpoint",
+]
 
 # Whole words plus single letters and their ## continuations: any lowercase text tokenises.
 _SENTENCE = (
@@ -131,11 +136,8 @@ def build_tiny_emotion_model(
     ``projection_dim`` stands in for the published 768 and must equal the tiny text encoder's
     hidden size for fusion modes.
     """
-    from safetensors.torch import save_file
-    from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel
+    from transformers import Wav2Vec2BertConfig
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     config = Wav2Vec2BertConfig(
         hidden_size=hidden_size,
@@ -152,15 +154,45 @@ def build_tiny_emotion_model(
         # Like the published config: an architecture transformers does not have.
         architectures=["Wav2Vec2BertForSpeechClassification"],
     )
+    return write_emotion_checkpoint(
+        out_dir,
+        config,
+        mode=mode,
+        projection_dim=projection_dim,
+        num_labels=num_labels,
+        fusion_heads=fusion_heads,
+        marker={"mode": mode, "seed": seed},
+    )
+
+
+def write_emotion_checkpoint(
+    out_dir: str | Path,
+    config,
+    *,
+    mode: str,
+    projection_dim: int,
+    num_labels: int = 7,
+    fusion_heads: int = 8,
+    marker: dict | None = None,
+) -> Path:
+    """A random checkpoint of ``config``'s Wav2Vec2-BERT and ``mode``'s head, in the UMUTeam
+    layout, from the torch RNG as the caller seeded it. Any size: the benchmarks write the
+    published one (w2v-bert-2.0, 580M parameters) with it."""
+    from safetensors.torch import save_file
+    from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertModel
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     config.num_labels = num_labels
     encoder = Wav2Vec2BertModel(config)
     state = {f"wav2vec2_bert.{k}": v for k, v in encoder.state_dict().items()}
-    state.setdefault("wav2vec2_bert.masked_spec_embed", torch.rand(hidden_size))
-    state.update(_head_state(mode, hidden_size, projection_dim, num_labels, fusion_heads))
-    if use_weighted_layer_sum:
+    state.setdefault("wav2vec2_bert.masked_spec_embed", torch.rand(config.hidden_size))
+    state.update(_head_state(mode, config.hidden_size, projection_dim, num_labels, fusion_heads))
+    if config.use_weighted_layer_sum:
         state["layer_weights"] = torch.randn(config.num_hidden_layers + 1)
     save_file({k: v.contiguous() for k, v in state.items()}, str(out_dir / "model.safetensors"))
     config.save_pretrained(out_dir)
     SeamlessM4TFeatureExtractor().save_pretrained(out_dir)
-    (out_dir / "speech_emotion_tiny.json").write_text(json.dumps({"mode": mode, "seed": seed}))
+    if marker is not None:
+        (out_dir / "speech_emotion_tiny.json").write_text(json.dumps(marker))
     return out_dir
