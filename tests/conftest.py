@@ -29,10 +29,13 @@ def pytest_unconfigure(config) -> None:
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """Whatever needs the shared local Ray is slow: ``-m "not slow"`` is the edit loop."""
+    """Whatever needs the shared local Ray is slow: ``-m "not slow"`` is the edit loop. The
+    multi-node tests go first: started after a job had run in this process, their cluster's
+    head never saw its raylet register (cause not yet found)."""
     for item in items:
         if "ray_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("cluster") is None)
 
 
 PROJECTION_DIM = 16  # stands in for the published 768; the tiny BERT matches it
