@@ -43,7 +43,7 @@ import time
 import urllib.request
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from speech_emotion.config import (  # noqa: E402
+    DecodeConfig,
     JobConfig,
     ManifestConfig,
     ModelConfig,
@@ -220,13 +221,6 @@ def real_models(args: argparse.Namespace) -> dict[str, str]:
     return chosen
 
 
-def whisper_packing(config: JobConfig) -> str:
-    """Whether Whisper shares windows across clips of different recordings (the packing change
-    adds ``ModelConfig.whisper_packing``, ``--whisper-packing``); a recording's own segments
-    share windows either way."""
-    return str(getattr(config.models, "whisper_packing", "off (not in this version)"))
-
-
 def manifest_rows(manifest: str) -> list[tuple[str, str]]:
     """(audio URI, text or "") for each row, read the way the job reads the manifest."""
     from speech_emotion.manifest import read_manifest
@@ -349,7 +343,9 @@ class Floor:
 
     seconds: float
     windows: int
-    """Whisper windows it ran (each a batch row)."""
+    """Windows Whisper's encoder ran on (packed ones, and clips heard again alone, included)."""
+    unpacked_windows: int
+    """The windows it would have heard with ``--whisper-packing off``."""
     whisper_s: float
     """Of ``seconds``, in Whisper's calls."""
     emotion_s: float
@@ -381,9 +377,12 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]]) -> Floor:
     decode = DecodeStage(**decode_stage_kwargs(config, plan))
     models = ModelStage(**model_stage_kwargs(config, plan))
     res = config.resources
-    timed, windows, pending = 0.0, 0, []
+    unpacked = DecodeStage(**decode_stage_kwargs(config, plan), packing=False)
+    timed, unpacked_windows, pending = 0.0, 0, []
     for start in range(0, recordings.num_rows, res.decode_batch_size):
-        pending += decode(recordings.slice(start, res.decode_batch_size))
+        some = recordings.slice(start, res.decode_batch_size)
+        pending += decode(some)
+        unpacked_windows += sum(heard_windows(table) for table in unpacked(some))
         table = pa.concat_tables(pending)
         last = start + res.decode_batch_size >= recordings.num_rows
         usable = table.num_rows if last else table.num_rows - table.num_rows % res.batch_size
@@ -392,16 +391,30 @@ def run_floor(config: JobConfig, rows: list[tuple[str, str]]) -> Floor:
             started = time.perf_counter()
             models(batch)
             timed += time.perf_counter() - started
-            windows += batch.num_rows
         pending = [table.slice(usable)]
-    spent = models.annotator.take_seconds()
-    return Floor(timed, windows, spent.get("whisper_s", 0.0), spent.get("emotion_s", 0.0))
+    spent = models.annotator.take_figures()
+    return Floor(
+        timed,
+        int(spent.get("whisper_windows", 0)),
+        unpacked_windows,
+        spent.get("whisper_s", 0.0),
+        spent.get("emotion_s", 0.0),
+    )
+
+
+def heard_windows(decoded) -> int:
+    """Rows of a decoded batch Whisper hears: those with a log-mel, or samples (past 30 s)."""
+    import pyarrow.compute as pc
+
+    with_mel = pc.is_valid(decoded["whisper_feature_frames"])
+    with_samples = pc.greater(pc.list_value_length(decoded["waveform"]), 0)
+    return int(pc.sum(pc.or_(with_mel, with_samples)).as_py() or 0)
 
 
 def run_floor_audio(config: JobConfig, rows: list[tuple[str, str]]) -> float:
     """Models only, batches as the model stage makes them, every clip decoded beforehand, the
     loop computing both models' features itself, as the toolkit does. Short clips only: each is
-    one window.
+    one window of its own (no packing).
 
     Each batch is read and decoded just before its model calls, outside the timed part, so that
     memory does not grow with the corpus; the figure is the sum of the annotator's time."""
@@ -420,7 +433,7 @@ def run_floor_audio(config: JobConfig, rows: list[tuple[str, str]]) -> float:
     transcriber = None
     if config.models.needs_text:
         transcriber, _ = load_transcriber(
-            config.models, device, batch_size=batch, cpu_threads=threads
+            config.models, device, batch_size=batch, cpu_threads=threads, windows_at_once=True
         )
     annotator = Annotator(classifier, transcriber, language=config.models.job_language)
     timed = 0.0
@@ -572,7 +585,8 @@ def describe_models(args, tiny: bool) -> str:
     if tiny:
         return "tiny random models"
     whisper = {"base": "Whisper base (int8)", "turbo": "random large-v3-turbo-shaped Whisper"}
-    emotion = {"full": "random w2v-bert-2.0 + bert-base at the published sizes (fp32)"}
+    precision = "int8, the toolkit-style loop fp32" if args.precision == "int8" else "fp32"
+    emotion = {"full": f"random w2v-bert-2.0 + bert-base at the published sizes ({precision})"}
     heard = not args.transcripts or args.corpus == "long"  # segments are always transcribed
     named = [
         whisper.get(args.whisper, "given Whisper" if args.whisper_model else "tiny Whisper")
@@ -603,7 +617,6 @@ def report(
     timings: dict[str, tuple[float, int, float]],
     processes: ProcessSampler | None,
     windows: dict[str, int] | None = None,
-    packing: str = "",
     threads: int = 1,
     reserved: int = 1,
 ) -> str:
@@ -625,7 +638,7 @@ def report(
     labels = {
         "floor": "floor: the model stage alone on batches the decode stage made beforehand",
         "floor-audio": "floor from audio: models alone on decoded in-memory audio, features "
-        "computed in the loop",
+        "computed in the loop, a Whisper window per clip",
         "pipeline": "pipeline: S3 manifest to Parquet in S3, actor start-up and loading included",
         "naive": "plain loop: one file at a time from S3 (`Predictor`), models kept loaded, "
         "default threads",
@@ -644,15 +657,8 @@ def report(
     ]
     if ratios:
         lines += ["", "Ratios: " + ", ".join(ratios) + "."]
-    if windows:
-        per_hour = ", ".join(
-            f"{name} {count / (audio_s / 3600):.0f}" for name, count in windows.items()
-        )
-        lines += [
-            "",
-            f"Whisper windows per audio hour (the ideal is 120, one per 30 s): {per_hour}; "
-            f"Whisper packing across recordings: {packing}.",
-        ]
+    if windows and any(windows.values()):
+        lines += ["", windows_line(args, audio_s, windows)]
     if any(clips < args.clips for name, (_, clips, _) in timings.items() if name != "toolkit"):
         lines += [
             "",
@@ -664,13 +670,27 @@ def report(
     return "\n".join(lines)
 
 
+def windows_line(args, audio_s: float, windows: dict[str, int]) -> str:
+    """Encoder windows per audio hour, run by run, and what packing saved."""
+    hours = audio_s / 3600
+    per_hour = ", ".join(f"{name} {count / hours:.0f}" for name, count in windows.items())
+    line = (
+        f"Whisper's encoder windows per audio hour (the ideal is 120, one per 30 s), "
+        f"`--whisper-packing {args.whisper_packing}`: {per_hour}"
+    )
+    unpacked, floor = windows.get("with packing off"), windows.get("floor")
+    if unpacked and floor and args.whisper_packing == "on":
+        line += f"; packing ran **{unpacked / floor:.2f}x** fewer windows than packing off"
+    return line + "."
+
+
 def pipeline_windows() -> int:
     """Whisper windows of the run just committed, from its record's model-stage figures."""
     import fsspec
 
     fs = fsspec.filesystem("s3")
     (record,) = fs.glob("bench/labels/_runs/*.json")
-    return int(json.loads(fs.cat(record))["stages"]["models"]["windows"])
+    return int(json.loads(fs.cat(record))["stages"]["models"]["whisper_windows"])
 
 
 def main() -> None:
@@ -705,6 +725,17 @@ def main() -> None:
     parser.add_argument("--cpus-per-gpu-worker", type=float, help="default: the job's (auto)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--mode", default="concat", help="audio: no Whisper, no text encoder")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="the emotion model's (int8: quantised on CPU); the toolkit-style loop stays fp32",
+    )
+    parser.add_argument(
+        "--whisper-packing",
+        choices=("on", "off"),
+        default="on",
+        help="the job's --whisper-packing (pipeline and floor)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--runs",
@@ -738,7 +769,8 @@ def main() -> None:
         config = JobConfig(
             manifest=ManifestConfig(uri=manifest),
             output=OutputConfig(uri="s3://bench/labels"),
-            models=ModelConfig(mode=args.mode, **models),
+            decode=DecodeConfig(whisper_packing=args.whisper_packing == "on"),
+            models=ModelConfig(mode=args.mode, precision=args.precision, **models),
             resources=ResourceConfig(
                 batch_size=args.batch_size,
                 cpu_workers=args.cpu_workers,
@@ -773,6 +805,7 @@ def main() -> None:
         def floor(some: list[tuple[str, str]]) -> float:
             done = in_a_process(threads, run_floor, config, some)
             windows["floor"] = done.windows
+            windows["with packing off"] = done.unpacked_windows
             return done.seconds
 
         timed("floor", len(rows), floor)
@@ -792,8 +825,12 @@ def main() -> None:
             naive_clips,
             lambda some: in_a_process(1, run_tuned_loop, config, some, long),
         )
+        # The toolkit has no --precision: its loop runs the models as published.
+        toolkit = replace(config, models=replace(config.models, precision="auto"))
         timed(
-            "toolkit", args.toolkit_clips, lambda some: run_one_at_a_time(config, some, reload=True)
+            "toolkit",
+            args.toolkit_clips,
+            lambda some: run_one_at_a_time(toolkit, some, reload=True),
         )
     finally:
         if server is not None:
@@ -808,7 +845,6 @@ def main() -> None:
         timings,
         processes,
         windows,
-        whisper_packing(config),
         worker_threads(config),
         reserved_cpus(config),
     )

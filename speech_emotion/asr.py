@@ -14,7 +14,8 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -125,7 +126,11 @@ class _Window:
 class WhisperTranscriber:
     """A faster-whisper model loaded once, transcribing batches of mono 16 kHz clips.
 
-    Not safe for concurrent calls from several threads: give each worker its own transcriber.
+    With ``workers`` above one, CTranslate2 keeps that many replicas of the model (sharing its
+    weights) and a call's batches of short clips run on them at once, from a thread each: on a
+    CPU, windows heard one at a time on one thread each keep every core busy, which one window on
+    several threads does not (docs/benchmarks.md, *Sharing the cores*). Not safe for concurrent
+    calls from several threads: give each worker its own transcriber.
     """
 
     def __init__(
@@ -137,6 +142,7 @@ class WhisperTranscriber:
         batch_size: int = 8,
         beam_size: int = 5,
         cpu_threads: int = 0,
+        workers: int = 1,
         no_speech_threshold: float = 0.6,
         log_prob_threshold: float = -1.0,
         compression_ratio_threshold: float = 2.4,
@@ -144,12 +150,14 @@ class WhisperTranscriber:
         require(batch_size >= 1, "batch_size", batch_size, ">= 1")
         require(beam_size >= 1, "beam_size", beam_size, ">= 1")
         require(cpu_threads >= 0, "cpu_threads", cpu_threads, ">= 0")
+        require(workers >= 1, "workers", workers, ">= 1")
         self.batch_size = batch_size
+        self.workers = workers
         self.beam_size = beam_size
         self.no_speech_threshold = no_speech_threshold
         self.log_prob_threshold = log_prob_threshold
         self.compression_ratio_threshold = compression_ratio_threshold
-        self._model = _load_model(model_dir, device, compute_type, cpu_threads)
+        self._model = _load_model(model_dir, device, compute_type, cpu_threads, workers)
         # faster-whisper built its extractor from these same settings (WhisperModel.feat_kwargs).
         self._feature_spec = WhisperFeatureSpec(**self._model.feat_kwargs)
         self._tokenizers: dict[str, Tokenizer] = {}
@@ -201,12 +209,15 @@ class WhisperTranscriber:
         # would not shrink the encoder's work, and CTranslate2 drops finished rows from its
         # decoding batch, so mixed output lengths cost little.
         extract = self._model.feature_extractor
-        for start in range(0, len(short), self.batch_size):
-            batch = short[start : start + self.batch_size]
+
+        def run(batch: list[int]) -> list[Transcript]:
             mels = [_log_mel(features[i], waveforms[i], extract) for i in batch]
-            transcripts = self._transcribe_short(
+            return self._transcribe_short(
                 mels, [languages[i] for i in batch], [spans[i] for i in batch]
             )
+
+        batches = [short[at : at + self.batch_size] for at in range(0, len(short), self.batch_size)]
+        for batch, transcripts in zip(batches, self._map(run, batches), strict=True):
             results.update(zip(batch, transcripts, strict=True))
         for i, wave in enumerate(waveforms):
             if i not in results:
@@ -216,6 +227,17 @@ class WhisperTranscriber:
                     )
                 results[i] = self._transcribe_long(wave, languages[i])
         return [results[i] for i in range(len(waveforms))]
+
+    def _map(
+        self, run: Callable[[list[int]], list[Transcript]], batches: list[list[int]]
+    ) -> Iterable[list[Transcript]]:
+        """``run`` over the batches, on the model's workers at once where it has several."""
+        if self.workers == 1 or len(batches) == 1:
+            return map(run, batches)
+        # Per call, not per transcriber: an idle pool's threads would outlive a model actor's
+        # batches for nothing, and starting two threads costs microseconds next to a window.
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="whisper") as pool:
+            return list(pool.map(run, batches))
 
     def detect(
         self,
@@ -407,6 +429,7 @@ class WhisperTranscriber:
         )
 
     def _tokenizer(self, language: str) -> Tokenizer:
+        # Workers may race to build one: both are equal, and the last one kept is as good.
         if language not in self._tokenizers:
             self._tokenizers[language] = Tokenizer(
                 self._model.hf_tokenizer,
@@ -544,7 +567,7 @@ def _check_inputs(
 
 
 def _load_model(
-    model_dir: str, device: str, compute_type: str, cpu_threads: int
+    model_dir: str, device: str, compute_type: str, cpu_threads: int, workers: int = 1
 ) -> _WindowRecordingWhisperModel:
     # faster-whisper treats a missing folder as a hub name to download and a folder without
     # tokenizer.json as a reason to fetch one: offline workers must fail here instead.
@@ -562,7 +585,11 @@ def _load_model(
         compute_type = "float16" if device == "cuda" else "int8"
     try:
         model = _WindowRecordingWhisperModel(
-            model_dir, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+            model_dir,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=workers,
         )
     except (RuntimeError, ValueError, OSError) as error:
         raise ModelLoadError(f"cannot load Whisper model {model_dir!r}: {error}") from error

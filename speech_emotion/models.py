@@ -106,20 +106,28 @@ def load_transcriber(
     batch_size: int = 16,
     cpu_threads: int = 0,
     revision: str | None = None,
+    windows_at_once: bool = False,
 ) -> tuple[WhisperTranscriber, ResolvedModel]:
+    """Whisper on ``cpu_threads`` threads (0: one per core). ``windows_at_once``: on a CPU, the
+    windows of a call run side by side, one thread each, rather than one after another on all
+    the threads: CTranslate2 gains little from a second thread on one window, and two windows
+    on a thread each ran 1.6 times as fast on two cores (docs/benchmarks.md)."""
     from .asr import WhisperTranscriber
 
     whisper = resolve_model(
         config.whisper_model, whisper=True, revision=revision, cache_dir=config.cache_dir
     )
+    # CTranslate2's own default is 4 threads, whatever the machine: on 2 cores that made a
+    # one-file loop 7x slower (docs/benchmarks.md).
+    threads = cpu_threads or len(os.sched_getaffinity(0))
+    workers = threads if windows_at_once and device.torch_device == "cpu" else 1
     transcriber = WhisperTranscriber(
         str(whisper.path),
         device=device.torch_device,
         compute_type=device.whisper_compute_type,
         batch_size=_model_batch(device, batch_size),
         beam_size=config.beam_size,
-        # CTranslate2's own default is 4 threads, whatever the machine: on 2 cores that made a
-        # one-file loop 7x slower (docs/benchmarks.md).
-        cpu_threads=cpu_threads or len(os.sched_getaffinity(0)),
+        cpu_threads=threads // workers,
+        workers=workers,
     )
     return transcriber, whisper

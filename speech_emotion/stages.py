@@ -432,6 +432,7 @@ class ModelStage:
                     batch_size=batch_size,
                     cpu_threads=cpu_threads,
                     revision=plan.whisper_revision,
+                    windows_at_once=True,
                 )[0]
             )
         self.annotator = Annotator(classifiers, transcriber, language=config.job_language)

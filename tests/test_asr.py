@@ -121,6 +121,23 @@ def test_log_mel_with_other_mel_bins_than_the_model_is_refused(
         transcriber.transcribe([np.zeros(0, np.float32)], ["en"], features=[np.zeros((bins, 100))])
 
 
+def test_windows_heard_side_by_side_equal_windows_heard_in_turn(model_dir: str) -> None:
+    clips = make_clips(DURATIONS_S)
+    languages = [None, "en", None, "fr", "en", None, "de"]
+    spans = [None, None, ((0.0, 1.0), (1.5, 2.5)), None, None, None, None]
+    in_turn = WhisperTranscriber(model_dir, batch_size=1, cpu_threads=1, **NO_GUARD)
+    side_by_side = WhisperTranscriber(model_dir, batch_size=1, cpu_threads=1, workers=3, **NO_GUARD)
+
+    expected = in_turn.transcribe(clips, languages, spans=spans)
+    got = side_by_side.transcribe(clips, languages, spans=spans)
+
+    assert len({result.text for result in expected}) > 1
+    assert [(r.text, r.parts, r.language) for r in got] == [
+        (r.text, r.parts, r.language) for r in expected
+    ]
+    assert [r.avg_logprob for r in got] == pytest.approx([r.avg_logprob for r in expected])
+
+
 def test_batched_results_equal_one_at_a_time_results(
     transcriber: WhisperTranscriber, model_dir: str
 ) -> None:

@@ -36,9 +36,17 @@ S = RATE_HZ
 
 def test_windows_of_one_language_share_a_window_while_they_fit():
     lengths = [4 * S, 5 * S, 6 * S, 7 * S, 8 * S]
-    assert plan_packs(lengths, ["en"] * 5) == [(0, 1, 2, 3), (4,)]
-    used = sum(lengths[:4]) + 3 * GAP_SAMPLES
-    assert used <= 30 * S < used + GAP_SAMPLES + lengths[4]
+    groups = plan_packs(lengths, ["en"] * 5)
+    assert sorted(i for group in groups for i in group) == [0, 1, 2, 3, 4]
+    assert len(groups) == 2
+    for group in groups:
+        assert sum(lengths[i] for i in group) + (len(group) - 1) * GAP_SAMPLES <= 30 * S
+
+
+def test_long_windows_are_placed_first_so_short_ones_fill_the_gaps_they_leave():
+    # In arrival order: 20 alone, then 14 + 8, then 14 alone (three windows).
+    lengths = [20 * S, 14 * S, 8 * S, 14 * S]
+    assert plan_packs(lengths, ["en"] * 4) == [(0, 2), (1, 3)]
 
 
 def test_languages_never_share_and_unknown_ones_or_long_ones_are_heard_alone():
