@@ -126,8 +126,8 @@ class _Window:
 class WhisperTranscriber:
     """A faster-whisper model loaded once, transcribing batches of mono 16 kHz clips.
 
-    With ``workers`` above one, CTranslate2 keeps that many replicas of the model (sharing its
-    weights) and a call's batches of short clips run on them at once, from a thread each: on a
+    With ``workers`` above one, CTranslate2 keeps that many replicas of the model and a
+    call's batches of short clips run on them at once, from a thread each: on a
     CPU, windows heard one at a time on one thread each keep every core busy, which one window on
     several threads does not (docs/benchmarks.md, *Sharing the cores*). Not safe for concurrent
     calls from several threads: give each worker its own transcriber.
