@@ -94,7 +94,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    command = "python benchmarks/whisper_workers.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python benchmarks/whisper_workers.py", *sys.argv[1:]])
     lines = [
         f"Latest run: `{command}` on {time.strftime('%Y-%m-%d')}, {cores} CPUs, load average "
         f"{load} at the end: Whisper base (int8), {args.clips} clips ({audio_s:.0f} s of audio) "

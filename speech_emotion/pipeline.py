@@ -95,6 +95,10 @@ def with_default_prefixes(config: JobConfig) -> JobConfig:
 def _blocks(recordings: pa.Table, workers: int, decode_batch_size: int) -> list[pa.Table]:
     # A small manifest would otherwise be one block, and one actor would get all of it.
     per_block = math.ceil(recordings.num_rows / (workers * _BLOCKS_PER_DECODE_WORKER))
+    if per_block > decode_batch_size:
+        # Whole decode batches: Ray Data cuts batches within a block, and a block of 25 rows
+        # became batches of 16 and 9, the 9 packing fewer clips into Whisper's windows.
+        per_block = decode_batch_size * math.ceil(per_block / decode_batch_size)
     per_block = max(1, min(per_block, decode_batch_size * _DECODE_BATCHES_PER_BLOCK))
     return [recordings.slice(at, per_block) for at in range(0, recordings.num_rows, per_block)]
 

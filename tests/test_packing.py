@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from speech_emotion.annotator import Annotator, ClipInput, WindowInput
-from speech_emotion.asr import Transcript, WhisperTranscriber, stray_words
+from speech_emotion.asr import Transcript, WhisperTranscriber, stray_words, words_by_span
 from speech_emotion.clips import RATE_HZ
 from speech_emotion.config import DecodeConfig
 from speech_emotion.decoded import read_table
@@ -64,6 +64,15 @@ def test_a_word_in_the_middle_of_a_gap_is_a_stray_but_one_at_a_clips_edge_is_not
     ]
     assert stray_words(words, spans) == 1
     assert stray_words(words[:1] + words[2:], spans) == 0
+
+
+def test_a_word_stretched_from_a_gap_into_one_clip_is_placed_but_one_across_both_strays():
+    spans = [(0.0, 3.0), (5.0, 8.0)]
+    into_next = {"word": " this", "start": 3.4, "end": 5.2}  # middle 4.3: 0.7 s from clip 2
+    across = {"word": " and", "start": 2.9, "end": 5.1}  # middle 4.0, touching both clips
+    assert stray_words([into_next], spans) == 0
+    assert words_by_span([into_next], spans) == ("", "this")
+    assert stray_words([across], spans) == 1
 
 
 class StrayOnce(FakeTranscriber):

@@ -21,6 +21,11 @@ def test_input_blocks_hold_a_few_decode_batches_whatever_the_corpus_size(rows):
     assert sum(block.num_rows for block in blocks) == rows
 
 
+def test_blocks_bigger_than_a_decode_batch_hold_whole_decode_batches():
+    blocks = _blocks(manifest(200), workers=2, decode_batch_size=16)
+    assert [block.num_rows for block in blocks] == [32] * 6 + [8]
+
+
 def test_a_small_manifest_still_spreads_over_the_decode_actors():
     blocks = _blocks(manifest(24), workers=2, decode_batch_size=16)
     assert len(blocks) == 8
