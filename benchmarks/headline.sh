@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The headline figures of docs/benchmarks.md, real-size models on CPU: about 1.5 hours on two
+# The headline figures of docs/benchmarks.md, real-size models on CPU: about 50 minutes on two
 # quiet cores. Each command rewrites its own block; run it when nothing else uses the machine.
 #
 #   benchmarks/headline.sh            the full runs
@@ -10,26 +10,20 @@ PYTHON=${PYTHON:-.venv/bin/python}
 export PYTHONUNBUFFERED=1
 bench() { "$PYTHON" benchmarks/throughput.py "$@"; }
 "$PYTHON" benchmarks/real_models.py --only base,emotion,bert
+# Clips per run: the pipeline's and floors' corpus, the plain loops', the toolkit loop's; long
+# recordings' lengths and count; precision's and packing's clips.
 if [ "${1:-}" = "--quick" ]; then
-    bench --corpus speech --whisper base --clips 30 --naive-clips 10 --toolkit-clips 3 \
-        --section headline-whisper
-    bench --corpus speech --emotion full --transcripts --clips 12 --naive-clips 4 \
-        --toolkit-clips 2 --section headline-emotion
-    bench --corpus speech --emotion full --transcripts --precision int8 --clips 12 \
-        --toolkit-clips 2 --runs floor,pipeline,toolkit --section headline-emotion-int8
-    bench --corpus long --min-s 120 --max-s 180 --whisper base --clips 2 --naive-clips 1 \
-        --section headline-long
-    "$PYTHON" benchmarks/precision.py --clips 8
-    "$PYTHON" benchmarks/packing.py --clips 16
+    whisper=(30 10 3) emotion=(12 4 2) long=(120 180 2 1) precision=8 packing=16
 else
-    bench --corpus speech --whisper base --clips 200 --naive-clips 60 --toolkit-clips 10 \
-        --section headline-whisper
-    bench --corpus speech --emotion full --transcripts --clips 40 --naive-clips 12 \
-        --toolkit-clips 6 --section headline-emotion
-    bench --corpus speech --emotion full --transcripts --precision int8 --clips 40 \
-        --toolkit-clips 6 --runs floor,pipeline,toolkit --section headline-emotion-int8
-    bench --corpus long --min-s 240 --max-s 360 --whisper base --clips 6 --naive-clips 2 \
-        --section headline-long
-    "$PYTHON" benchmarks/precision.py --clips 24
-    "$PYTHON" benchmarks/packing.py --clips 60
+    whisper=(200 60 10) emotion=(40 12 6) long=(240 360 6 2) precision=24 packing=60
 fi
+bench --corpus speech --whisper base --clips "${whisper[0]}" --naive-clips "${whisper[1]}" \
+    --toolkit-clips "${whisper[2]}" --section headline-whisper
+bench --corpus speech --emotion full --transcripts --clips "${emotion[0]}" \
+    --naive-clips "${emotion[1]}" --toolkit-clips "${emotion[2]}" --section headline-emotion
+bench --corpus speech --emotion full --transcripts --precision int8 --clips "${emotion[0]}" \
+    --toolkit-clips "${emotion[2]}" --runs floor,pipeline,toolkit --section headline-emotion-int8
+bench --corpus long --min-s "${long[0]}" --max-s "${long[1]}" --whisper base --clips "${long[2]}" \
+    --naive-clips "${long[3]}" --section headline-long
+"$PYTHON" benchmarks/precision.py --clips "$precision"
+"$PYTHON" benchmarks/packing.py --clips "$packing"

@@ -516,8 +516,7 @@ def stray_words(words: Sequence[dict], spans: Spans) -> int:
         middle = (word["start"] + word["end"]) / 2
         if any(start - STRAY_MARGIN_S <= middle <= end + STRAY_MARGIN_S for start, end in spans):
             return True
-        touched = [1 for start, end in spans if word["start"] < end and word["end"] > start]
-        return len(touched) == 1
+        return sum(word["start"] < end and word["end"] > start for start, end in spans) == 1
 
     return sum(not placed(w) for w in words if w["word"])
 

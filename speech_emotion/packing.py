@@ -59,7 +59,7 @@ def plan_packs(lengths: Sequence[int], keys: Sequence[Hashable | None]) -> list[
             continue
         fits = (g for g in shared[key] if used[g] + GAP_SAMPLES + lengths[i] <= WINDOW_SAMPLES)
         g = next(fits, None)
-        if g is None:
+        if g is None:  # a new group: no gap before its first window
             g = len(groups)
             groups.append([])
             used.append(-GAP_SAMPLES)
