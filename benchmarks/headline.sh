@@ -4,11 +4,15 @@
 #
 #   benchmarks/headline.sh            the full runs
 #   benchmarks/headline.sh --quick    reduced runs (about 25 minutes), to check the scripts
+#
+# TOOLKIT_PYTHON=$(benchmarks/toolkit_env.sh) adds the authors' toolkit itself to the
+# emotion-bound runs (its environment: network once, to clone it and install its packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 export PYTHONUNBUFFERED=1
 bench() { "$PYTHON" benchmarks/throughput.py "$@"; }
+toolkit=(${TOOLKIT_PYTHON:+--toolkit-python "$TOOLKIT_PYTHON"})
 "$PYTHON" benchmarks/real_models.py --only base,emotion,bert
 # Clips per run: the pipeline's and floors' corpus, the plain loops', the toolkit loop's; long
 # recordings' lengths and count; precision's and packing's clips.
@@ -20,9 +24,11 @@ fi
 bench --corpus speech --whisper base --clips "${whisper[0]}" --naive-clips "${whisper[1]}" \
     --toolkit-clips "${whisper[2]}" --section headline-whisper
 bench --corpus speech --emotion full --transcripts --clips "${emotion[0]}" \
-    --naive-clips "${emotion[1]}" --toolkit-clips "${emotion[2]}" --section headline-emotion
+    --naive-clips "${emotion[1]}" --toolkit-clips "${emotion[2]}" "${toolkit[@]}" \
+    --section headline-emotion
 bench --corpus speech --emotion full --transcripts --precision int8 --clips "${emotion[0]}" \
-    --toolkit-clips "${emotion[2]}" --runs floor,pipeline,toolkit --section headline-emotion-int8
+    --toolkit-clips "${emotion[2]}" "${toolkit[@]}" --runs floor,pipeline,toolkit-style,toolkit \
+    --section headline-emotion-int8
 bench --corpus long --min-s "${long[0]}" --max-s "${long[1]}" --whisper base --clips "${long[2]}" \
     --naive-clips "${long[3]}" --section headline-long
 "$PYTHON" benchmarks/precision.py --clips "$precision"

@@ -18,6 +18,8 @@ second for:
 - naive: one file at a time from S3, models kept loaded (what a toolkit user would write);
 - naive-tuned: the same loop with every library on one thread, as nobody does by default;
 - toolkit-style: one file at a time, models reloaded per call, as the toolkit does (small N);
+- toolkit: the authors' own ``predict_emotion`` loop (``benchmarks/toolkit_loop.py``), in the
+  toolkit's environment (``--toolkit-python``, made by ``benchmarks/toolkit_env.sh``);
 
 plus peak resident memory of the driver and of each kind of Ray worker, sampled from /proc. Prints
 the figures and the ratios pipeline/floor and pipeline/naive, and writes them into
@@ -61,6 +63,8 @@ from speech_emotion.config import (  # noqa: E402
 )
 
 RESULTS = ROOT / "docs" / "benchmarks.md"
+# The toolkit's commit benchmarks/toolkit_env.sh installs: its "toolkit" run.
+TOOLKIT = "NLP-UMUTeam/umuteam-speech-emotion@3859029"
 SENTENCE_PAUSES_S = (0.2, 0.8)  # between sentences inside a short clip
 TURN_PAUSES_S = (0.3, 1.6)  # between utterances in a long recording, as benchmarks/segments.py
 
@@ -521,6 +525,28 @@ def run_one_at_a_time(
     return time.perf_counter() - started
 
 
+def run_toolkit(python: str, config: JobConfig, rows: list[tuple[str, str]]) -> float:
+    """The authors' own loop (toolkit_loop.py) run by ``python``, the toolkit's environment, on
+    the files copied from S3 to a local folder beforehand: the toolkit reads paths."""
+    from speech_emotion.fetch import read_bytes
+
+    models = config.models
+    with tempfile.TemporaryDirectory() as folder:
+        files = []
+        for i, (uri, text) in enumerate(rows):
+            path = Path(folder) / f"{i:06d}{Path(uri).suffix}"
+            path.write_bytes(read_bytes(uri))
+            files.append([str(path), text])
+        listing = Path(folder) / "files.json"
+        listing.write_text(json.dumps(files))
+        command = [python, str(ROOT / "benchmarks" / "toolkit_loop.py"), "--files", str(listing)]
+        command += ["--model", str(models.emotion_model), "--bert", str(models.text_encoder)]
+        done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the toolkit's loop failed:\n{done.stderr[-3000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+
+
 def one_file(predictor, uri: str, text: str, long: bool) -> None:
     """A short clip as the toolkit classifies it; a long recording segment by segment, as the
     job annotates it (``Predictor.timeline``), so both give the same rows."""
@@ -585,7 +611,7 @@ def describe_models(args, tiny: bool) -> str:
     if tiny:
         return "tiny random models"
     whisper = {"base": "Whisper base (int8)", "turbo": "random large-v3-turbo-shaped Whisper"}
-    precision = "int8, the toolkit-style loop fp32" if args.precision == "int8" else "fp32"
+    precision = "int8, the toolkit loops fp32" if args.precision == "int8" else "fp32"
     emotion = {"full": f"random w2v-bert-2.0 + bert-base at the published sizes ({precision})"}
     heard = not args.transcripts or args.corpus == "long"  # segments are always transcribed
     named = [
@@ -643,8 +669,10 @@ def report(
         "naive": "plain loop: one file at a time from S3 (`Predictor`), models kept loaded, "
         "default threads",
         "naive-tuned": "plain loop, tuned: the same with every library on one thread",
-        "toolkit": "toolkit-style: one file at a time, models reloaded per call "
-        "(`predict_emotion` as the toolkit runs it)",
+        "toolkit-style": "toolkit-style: one file at a time (`Predictor`), models reloaded per "
+        "call, as the toolkit's `predict_emotion` does",
+        "toolkit": "the toolkit itself: the authors' `predict_emotion`, one file per call, in "
+        f"its own environment, default threads ({TOOLKIT})",
     }
     for name, label in labels.items():
         if name in timings:
@@ -652,14 +680,14 @@ def report(
             lines.append(f"| {label} | {clips} | {seconds:.1f} | {rates[name]:.2f} |")
     ratios = [
         f"pipeline / {other} **{rates['pipeline'] / rates[other]:.2f}**"
-        for other in ("floor", "floor-audio", "naive", "naive-tuned", "toolkit")
+        for other in ("floor", "floor-audio", "naive", "naive-tuned", "toolkit-style", "toolkit")
         if "pipeline" in rates and other in rates
     ]
     if ratios:
         lines += ["", "Ratios: " + ", ".join(ratios) + "."]
     if windows and any(windows.values()):
         lines += ["", windows_line(args, audio_s, windows)]
-    if any(clips < args.clips for name, (_, clips, _) in timings.items() if name != "toolkit"):
+    if any(clips < args.clips for name, (_, clips, _) in timings.items()):
         lines += [
             "",
             "A run over fewer files than the corpus timed its first ones; its rate is per "
@@ -702,6 +730,10 @@ def main() -> None:
         help="time the naive loops on the first N clips (default: all); rates are per audio-second",
     )
     parser.add_argument("--toolkit-clips", type=int, default=10)
+    parser.add_argument(
+        "--toolkit-python",
+        help="the toolkit's environment's python (benchmarks/toolkit_env.sh): the toolkit run",
+    )
     parser.add_argument("--min-s", type=float, default=1.0)
     parser.add_argument("--max-s", type=float, default=20.0)
     parser.add_argument(
@@ -728,7 +760,7 @@ def main() -> None:
     parser.add_argument(
         "--precision",
         default="auto",
-        help="the emotion model's (int8: quantised on CPU); the toolkit-style loop stays fp32",
+        help="the emotion model's (int8: quantised on CPU); the toolkit loops stay fp32",
     )
     parser.add_argument(
         "--whisper-packing",
@@ -739,7 +771,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--runs",
-        default="floor,floor-audio,pipeline,naive,naive-tuned,toolkit",
+        default="floor,floor-audio,pipeline,naive,naive-tuned,toolkit-style,toolkit",
         help="which measurements, comma-separated (scale runs: --runs pipeline)",
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -785,7 +817,11 @@ def main() -> None:
         wanted = set(args.runs.split(","))
         if long:
             wanted.discard("floor-audio")  # it hears each file whole: not the job's work
-            wanted.discard("toolkit")  # the toolkit has no segments to compare with
+            wanted -= {"toolkit", "toolkit-style"}  # the toolkit has no segments to compare with
+        if "toolkit" in wanted and not (args.toolkit_python and args.transcripts):
+            # Without transcripts it would fetch its Whisper (transformers) from the hub.
+            print("toolkit: skipped, it needs --toolkit-python (toolkit_env.sh) and --transcripts")
+            wanted.discard("toolkit")
         timings: dict[str, tuple[float, int, float]] = {}
         windows: dict[str, int] = {}
 
@@ -828,9 +864,14 @@ def main() -> None:
         # The toolkit has no --precision: its loop runs the models as published.
         toolkit = replace(config, models=replace(config.models, precision="auto"))
         timed(
-            "toolkit",
+            "toolkit-style",
             args.toolkit_clips,
             lambda some: run_one_at_a_time(toolkit, some, reload=True),
+        )
+        timed(
+            "toolkit",
+            args.toolkit_clips,
+            lambda some: run_toolkit(args.toolkit_python, toolkit, some),
         )
     finally:
         if server is not None:
