@@ -155,6 +155,20 @@ def test_the_unused_head_layernorm_does_not_change_the_output(tiny_models, tmp_p
     np.testing.assert_array_equal(before, after)
 
 
+def test_every_weight_is_the_checkpoints_in_fp32_and_the_unused_optional_one_is_zero(
+    tiny_models, tmp_path
+):
+    folder, state = copy_checkpoint(tiny_models, "concat", tmp_path)
+    state = {key: tensor.half() for key, tensor in state.items()}  # a checkpoint saved in fp16
+    state.pop("wav2vec2_bert.masked_spec_embed", None)
+    save_file(state, str(folder / "model.safetensors"))
+    loaded = load_fusion_model(folder, "concat").state_dict()
+    for key, tensor in state.items():
+        assert loaded[key].dtype == torch.float32, key
+        torch.testing.assert_close(loaded[key], tensor.float(), rtol=0, atol=0, msg=key)
+    assert not loaded["wav2vec2_bert.masked_spec_embed"].any()
+
+
 def test_a_missing_head_key_is_a_loud_error(tiny_models, tmp_path):
     folder, state = copy_checkpoint(tiny_models, "concat", tmp_path)
     del state["classifier.dense.bias"]
