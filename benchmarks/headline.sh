@@ -25,7 +25,7 @@ bench --corpus speech --whisper base --clips "${whisper[0]}" --naive-clips "${wh
     --toolkit-clips "${whisper[2]}" --section headline-whisper
 bench --corpus speech --emotion full --transcripts --clips "${emotion[0]}" \
     --naive-clips "${emotion[1]}" --toolkit-clips "${emotion[2]}" "${toolkit[@]}" \
-    --section headline-emotion
+    --runs floor,pipeline,naive,naive-tuned,toolkit-style,toolkit --section headline-emotion
 bench --corpus speech --emotion full --transcripts --precision int8 --clips "${emotion[0]}" \
     --toolkit-clips "${emotion[2]}" "${toolkit[@]}" --runs floor,pipeline,toolkit-style,toolkit \
     --section headline-emotion-int8
