@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import real_models  # noqa: E402
-from throughput import make_speech_corpus, write_results  # noqa: E402
+from throughput import cpu_name, make_speech_corpus, write_results  # noqa: E402
 
 
 def load_clips(count: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
@@ -82,7 +81,7 @@ def main() -> None:
     command = "python benchmarks/precision.py " + " ".join(sys.argv[1:])
     markdown = "\n".join(
         [
-            f"Latest run: `{command}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+            f"Latest run: `{command}` on {time.strftime('%Y-%m-%d')}, {cpu_name()}, "
             f"{os.cpu_count()} CPUs, torch on {args.threads} thread(s): random w2v-bert-2.0 + "
             f"concat head and bert-base at the published sizes; {len(waves)} espeak-ng clips "
             f"of 1-20 s ({audio_s / 60:.1f} min) with their transcripts, features computed "

@@ -626,6 +626,21 @@ def process_table(processes: ProcessSampler, wall_s: float) -> list[str]:
     return lines
 
 
+def cpu_name() -> str:
+    """The CPU's model and the vector extensions that decide its fp32 and int8 speed: the same
+    run on another machine of the same name can differ by 2x (docs/benchmarks.md)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine()
+    name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+    have = set(flags.group(1).split()) if flags else set()
+    wide = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in have]
+    model = name.group(1).strip() if name else platform.machine()
+    return f"{model} ({', '.join(wide) or 'no AVX2'})"
+
+
 def describe_models(args, tiny: bool) -> str:
     if tiny:
         return "tiny random models"
@@ -670,7 +685,7 @@ def report(
     rates = {name: audio / seconds for name, (seconds, _, audio) in timings.items()}
     command = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
     lines = [
-        f"Latest run: `{command}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+        f"Latest run: `{command}` on {time.strftime('%Y-%m-%d')}, {cpu_name()}, "
         f"{os.cpu_count()} CPUs, {describe_models(args, tiny)}; batch size {args.batch_size}, "
         f"model worker: {threads} threads for torch and CTranslate2, {reserved} CPU reserved "
         f"(the floors run in a process like it, `OMP_NUM_THREADS={reserved}`).",
