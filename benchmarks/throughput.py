@@ -299,13 +299,14 @@ class ProcessSampler:
                 rss, private, cpu, waited = _usage(pid, waits or not known)
                 if rss == 0.0:
                     continue
-                if known and not waits:
-                    waited = self._cpu_by_pid[pid][2] + baseline[pid][1]
                 earlier = kind in ("driver", "S3 server")
-                cpu0, waited0 = baseline.setdefault(pid, (cpu, waited) if earlier else (0.0, 0.0))
+                cpu0, waited0 = baseline.setdefault(
+                    pid, (cpu, waited or 0.0) if earlier else (0.0, 0.0)
+                )
                 self.rss[kind] = max(self.rss[kind], rss)
                 self.private[kind] = max(self.private[kind], private)
-                self._cpu_by_pid[pid] = (kind, cpu - cpu0, waited - waited0)
+                waited_s = self._cpu_by_pid[pid][2] if waited is None else waited - waited0
+                self._cpu_by_pid[pid] = (kind, cpu - cpu0, waited_s)
             self.own_cpu_s = time.thread_time()
 
     def _kind(self, pid: int) -> str | None:
@@ -335,7 +336,7 @@ class ProcessSampler:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _usage(pid: int, waits: bool = True) -> tuple[float, float, float, float]:
+def _usage(pid: int, waits: bool = True) -> tuple[float, float, float, float | None]:
     """(resident MB, private MB, CPU seconds, seconds waiting for a core) of a process; zeros
     if it is gone. The wait is read thread by thread, the dearest part: None without ``waits``."""
     try:
@@ -353,7 +354,7 @@ def _usage(pid: int, waits: bool = True) -> tuple[float, float, float, float]:
         return 0.0, 0.0, 0.0, 0.0
     mb = {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "RssAnon")}
     cpu = (int(stat[11]) + int(stat[12])) / _TICKS
-    return mb["VmRSS"], mb["RssAnon"], cpu, waited_ns / 1e9
+    return mb["VmRSS"], mb["RssAnon"], cpu, waited_ns / 1e9 if waits else None
 
 
 # -- the measurements -------------------------------------------------------------------------

@@ -263,7 +263,7 @@ def load_fusion_model(
     weights = {k: v.to(params[k].dtype) for k, v in state.items() if k in expected}
     model.load_state_dict(weights, strict=False, assign=True)
     with torch.no_grad():
-        for key in _OPTIONAL_KEYS & expected - set(weights):
+        for key in _OPTIONAL_KEYS & (expected - set(weights)):
             model.get_parameter(key).zero_()  # unused, but never left as uninitialised memory
     return model.eval()
 
