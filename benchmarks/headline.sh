@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The headline figures of docs/benchmarks.md, real-size models on CPU: about 50 minutes on two
+# The headline figures of docs/benchmarks.md, real-size models on CPU: about 65 minutes on two
 # quiet cores. Each command rewrites its own block; run it when nothing else uses the machine.
 #
 #   benchmarks/headline.sh            the full runs

@@ -14,7 +14,6 @@ through the job's annotator, timing Whisper alone. Writes into docs/benchmarks.m
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_models import models_dir, whisper_base  # noqa: E402
-from throughput import write_results  # noqa: E402
+from throughput import cpu_name, write_results  # noqa: E402
 
 from tests.audiogen import encode  # noqa: E402
 from tests.factories import SENTENCES, FakeClassifier, recording, sentence, table, wer  # noqa: E402
@@ -111,7 +110,7 @@ def main() -> None:
     ideal = 3600 / 30
     lines = [
         f"{args.clips} recordings of 1-20 s ({off['audio_s'] / 60:.1f} min of audio), Whisper "
-        f"base int8 on {args.threads} CPU threads, {platform.processor() or platform.machine()}; "
+        f"base int8 on {args.threads} CPU threads, {cpu_name()}, {time.strftime('%Y-%m-%d')}; "
         f"`.venv/bin/python benchmarks/packing.py --clips {args.clips}`, one run:",
         "",
         "| --whisper-packing | encoder windows | windows per audio hour | Whisper s "
