@@ -112,7 +112,7 @@ class FeatureSpec:
         return np.maximum(np.zeros(1), np.minimum(down_slopes, up_slopes))
 
 
-def _kaldi_mel(hertz):
+def _kaldi_mel(hertz: float | np.ndarray) -> float | np.ndarray:
     return 1127.0 * np.log(1.0 + (hertz / 700.0))
 
 
